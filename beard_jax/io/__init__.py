@@ -1,0 +1,1 @@
+"""Reading and writing files: PyTorch checkpoints without pickle's code execution."""
