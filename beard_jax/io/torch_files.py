@@ -10,14 +10,17 @@ globals, each mapped to a function of our own that builds a plain value:
   * `collections.OrderedDict` becomes a `dict`; lists, tuples, str, numbers.
 
 Anything else (`os.system`, `builtins.eval`, an arbitrary class, …) raises
-`UnsafeFileError` before it is called. Both the zip container (torch ≥ 1.6)
-and the legacy tar-less stream format are read.
+`UnsafeFileError` before it is called. The pickle `BUILD` opcode (which sets
+attributes or calls `__setstate__`) is accepted only on numpy arrays, numpy dtypes
+and state dicts, so a file cannot alter the allow-listed objects themselves and
+corrupt later loads. Both the zip container (torch ≥ 1.6) and the legacy tar-less
+stream format are read. `load_pickle_file` applies the same rules to plain pickles
+(the official CIFAR batches, for example).
 """
 
 from __future__ import annotations
 
 import codecs
-import collections
 import io
 import os
 import pickle
@@ -25,6 +28,7 @@ import struct
 import zipfile
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
 
@@ -46,6 +50,9 @@ _STORAGE_DTYPES = {
   'CharStorage': np.int8,
   'ByteStorage': np.uint8,
   'BoolStorage': np.bool_,
+  'BFloat16Storage': ml_dtypes.bfloat16,
+  'ComplexFloatStorage': np.complex64,
+  'ComplexDoubleStorage': np.complex128,
 }
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -55,9 +62,14 @@ _LEGACY_PROTOCOL = 1001
 class _StorageType:
   """Stands in for `torch.FloatStorage` & co.: only carries the dtype."""
 
+  __slots__ = ('name', 'dtype')
+
   def __init__(self, name: str):
     self.name = name
     self.dtype = np.dtype(_STORAGE_DTYPES[name])
+
+  def __repr__(self):
+    return f'torch.{self.name}'
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
@@ -68,7 +80,9 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
   stride = tuple(int(s) for s in stride)
   if any(s < 0 for s in size) or any(s < 0 for s in stride):
     raise TorchFileError(f'a tensor has a negative size {size} or stride {stride}')
-  needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride)) + 1
+  if len(size) != len(stride):
+    raise TorchFileError(f'a tensor has size {size} but stride {stride}')
+  needed = storage_offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) + 1
   if 0 in size:
     return np.zeros(size, storage.dtype)
   if storage_offset < 0 or needed > storage.size:
@@ -83,7 +97,7 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused_args):
     strides=tuple(s * itemsize for s in stride),
     writeable=False,
   )
-  return np.array(view)  # A contiguous copy that owns its memory.
+  return np.array(view, order='C')  # A C-contiguous copy that owns its memory (not order K).
 
 
 def _rebuild_parameter(data, *unused_args):
@@ -132,6 +146,10 @@ _ALLOWED_GLOBALS = {
   ('torch._utils', '_rebuild_tensor'): _rebuild_tensor,
   ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
   ('_codecs', 'encode'): _codecs_encode,
+  ('builtins', 'set'): set,
+  ('builtins', 'frozenset'): frozenset,
+  ('__builtin__', 'set'): set,
+  ('__builtin__', 'frozenset'): frozenset,
 }
 for _module in _NUMPY_MODULES:
   for _name, _fn in _NUMPY_GLOBALS.items():
@@ -140,13 +158,35 @@ for _name in _STORAGE_DTYPES:
   _ALLOWED_GLOBALS[('torch', _name)] = _StorageType(_name)
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-  """An unpickler that resolves only `_ALLOWED_GLOBALS` and reads storages lazily."""
+# The only objects whose attributes or `__setstate__` a pickle may set (BUILD).
+_BUILDABLE_TYPES = (np.ndarray, np.dtype, _StateDict)
 
-  def __init__(self, stream, load_storage, source: str):
-    super().__init__(stream)
+
+class _RestrictedUnpickler(pickle._Unpickler):
+  """An unpickler that resolves only `_ALLOWED_GLOBALS` and reads storages lazily.
+
+  It is the pure-Python unpickler so that `BUILD` can be restricted to
+  `_BUILDABLE_TYPES`; the C one would let a pickle set attributes on the
+  allow-listed functions and storage types themselves.
+  """
+
+  dispatch = dict(pickle._Unpickler.dispatch)
+
+  def __init__(self, stream, load_storage, source: str, encoding: str = 'ASCII'):
+    super().__init__(stream, encoding=encoding)
     self._load_storage = load_storage
     self._source = source
+
+  def _load_build(self):
+    target = self.stack[-2] if len(self.stack) >= 2 else None
+    if not isinstance(target, _BUILDABLE_TYPES):
+      raise UnsafeFileError(
+        f'refusing to load {self._source}: its pickle sets the state of a '
+        f'{type(target).__name__}; only arrays, dtypes and dicts may be built'
+      )
+    pickle._Unpickler.load_build(self)
+
+  dispatch[pickle.BUILD[0]] = _load_build
 
   def find_class(self, module, name):
     if (module, name) in _ALLOWED_GLOBALS:
@@ -303,5 +343,42 @@ def load_torch_file(path: str | os.PathLike) -> Any:
     raise
   except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, struct.error, KeyError) as e:
     raise TorchFileError(f'{path} is not a readable PyTorch save file: {e}') from e
-  except (TypeError, ValueError, AttributeError, IndexError) as e:
+  except (TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
+    raise TorchFileError(f'{path} holds malformed data: {type(e).__name__}: {e}') from e
+
+
+def _no_persistent_ids(storage_type, pid):
+  raise UnsafeFileError(f'unexpected persistent id {pid!r} in a plain pickle')
+
+
+def load_pickle_file(path: str | os.PathLike, *, encoding: str = 'bytes') -> Any:
+  """Loads a plain pickle (not a torch file) under the same allow-list, running no code.
+
+  Meant for data files such as the official CIFAR python batches: dicts of
+  strings, lists, numbers and numpy arrays, possibly written by Python 2.
+
+  Args:
+    path: the pickle file.
+    encoding: how Python 2 `str` objects are decoded, as in `pickle.load`;
+      `'bytes'` (the CIFAR authors' choice) keeps them as `bytes`.
+
+  Returns:
+    The unpickled object; `OrderedDict`s become `dict`s.
+
+  Raises:
+    FileNotFoundError: no such file.
+    UnsafeFileError: the pickle names a global outside the allow-list.
+    TorchFileError: the file is truncated or not a pickle.
+  """
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no such pickle file: {path}')
+  try:
+    with open(path, 'rb') as f:
+      return _as_plain(_RestrictedUnpickler(f, _no_persistent_ids, path, encoding).load())
+  except TorchFileError:
+    raise
+  except (pickle.UnpicklingError, EOFError, struct.error, KeyError) as e:
+    raise TorchFileError(f'{path} is not a readable pickle: {e}') from e
+  except (TypeError, ValueError, AttributeError, IndexError, OverflowError) as e:
     raise TorchFileError(f'{path} holds malformed data: {type(e).__name__}: {e}') from e

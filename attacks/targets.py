@@ -1,0 +1,90 @@
+"""Target-label rules for targeted attacks.
+
+BEARD's code uses `next_class` with K = 10 for every dataset (PROTOCOL.md §5);
+the `standard` protocol uses the dataset's own K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+# target_fn(key, labels [B] int, logits [B, K]) -> targets [B] int32
+TargetFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
+def next_class(y: ArrayLike, num_classes: int) -> jax.Array:
+  """`(y + 1) mod num_classes`.
+
+  Args:
+    y: [B] int labels.
+    num_classes: K (BEARD passes 10 even for 100 or 200 classes).
+
+  Returns:
+    [B] int32 targets.
+  """
+  return (jnp.asarray(y, jnp.int32) + 1) % num_classes
+
+
+def random_other(key: jax.Array, y: ArrayLike, num_classes: int) -> jax.Array:
+  """A uniformly random class other than y, per sample.
+
+  Args:
+    key: a `jax.random` key.
+    y: [B] int labels in [0, num_classes).
+    num_classes: K ≥ 2.
+
+  Returns:
+    [B] int32 targets, never equal to y.
+  """
+  y = jnp.asarray(y, jnp.int32)
+  shift = jax.random.randint(key, y.shape, 1, num_classes, jnp.int32)
+  return (y + shift) % num_classes
+
+
+def least_likely(logits: ArrayLike) -> jax.Array:
+  """The class of lowest logit per sample: [B, K] → [B] int32."""
+  return jnp.argmin(jnp.asarray(logits), axis=-1).astype(jnp.int32)
+
+
+def _next_class_rule(num_classes: int | None) -> TargetFn:
+  return lambda key, y, logits: next_class(y, num_classes or logits.shape[-1])
+
+
+def _random_other_rule(num_classes: int | None) -> TargetFn:
+  return lambda key, y, logits: random_other(key, y, num_classes or logits.shape[-1])
+
+
+def _least_likely_rule(num_classes: int | None) -> TargetFn:
+  del num_classes  # the logits fix K
+  return lambda key, y, logits: least_likely(logits)
+
+
+# rule name -> (num_classes | None) -> target_fn
+TARGET_RULES: dict[str, Callable[[int | None], TargetFn]] = {
+  'next_class': _next_class_rule,
+  'random_other': _random_other_rule,
+  'least_likely': _least_likely_rule,
+}
+
+
+def get_target_fn(rule: str, num_classes: int | None = None) -> TargetFn:
+  """A rule as one signature: `target_fn(key, y, logits) -> targets`.
+
+  Args:
+    rule: a key of `TARGET_RULES`.
+    num_classes: K for `next_class`/`random_other`; None takes `logits.shape[-1]`.
+
+  Returns:
+    `target_fn(key, y [B] int, logits [B, K] float) -> [B] int32`; each rule
+    uses only what it needs.
+
+  Raises:
+    ValueError: an unknown rule.
+  """
+  if rule not in TARGET_RULES:
+    raise ValueError(f'unknown target rule {rule!r}; choose from {sorted(TARGET_RULES)}')
+  return TARGET_RULES[rule](num_classes)

@@ -1,0 +1,1 @@
+"""The benchmark end to end: model pool → attacks → records → metrics → leaderboards."""

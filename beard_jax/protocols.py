@@ -1,0 +1,92 @@
+"""The two threat models the benchmark offers, and their attack suites.
+
+* `beard` reproduces BEARD's published code (PROTOCOL.md §5), bugs included:
+  the attacks receive mean/std-normalised tensors, ε and step sizes act in
+  normalised units, every step clamps the normalised tensor to [0, 1], PGD's
+  step is 2/225, targets are (y + 1) mod 10 for every dataset, DeepFool and
+  AutoAttack run untargeted only (their targeted rows are clean accuracy) and
+  AutoAttack is torchattacks' 10-iteration version.
+* `standard` is the corrected threat model: attacks act on [0, 1] pixels with
+  the normalisation inside the model, PGD step 2/255 with a random start,
+  targets (y + 1) mod K, AutoAttack as its authors define it.
+
+Every record names its protocol; the two are never reported as each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  """How attacks meet the model.
+
+  Attributes:
+    name: `standard` or `beard`.
+    input_space: `pixels` ([0, 1] images, normalisation inside the model) or
+      `normalized` (the attack sees mean/std-normalised tensors).
+    target_modulus: targets are (y + 1) mod this; None means mod K.
+    untargeted_only: attacks whose targeted cell is the clean accuracy
+      (BEARD records clean accuracy there instead of running them).
+    attack_hparams: attack name → keyword arguments for `attacks.get_attack`.
+  """
+
+  name: str
+  input_space: str
+  target_modulus: int | None
+  untargeted_only: frozenset[str]
+  attack_hparams: dict[str, dict[str, Any]]
+
+
+_BOX = {'clip_min': 0.0, 'clip_max': 1.0}
+
+BEARD = Protocol(
+  name='beard',
+  input_space='normalized',
+  target_modulus=10,
+  untargeted_only=frozenset({'deepfool', 'autoattack', 'square'}),
+  attack_hparams={
+    'fgsm': dict(eps=8 / 255, **_BOX),
+    'pgd': dict(eps=8 / 255, step_size=2 / 225, steps=10, random_start=False, **_BOX),
+    'pgd_l2': dict(eps=128 / 255, step_size=15 / 255, steps=10, random_start=False, **_BOX),
+    'cw': dict(c=1.0, kappa=0.0, steps=100, lr=0.01, torchattacks_margin=True, **_BOX),
+    'deepfool': dict(steps=50, overshoot=0.02, **_BOX),
+    'autoattack': dict(eps=8 / 255, variant='torchattacks', **_BOX),
+    'square': dict(eps=8 / 255, n_queries=5000, p_init=0.8, **_BOX),
+  },
+)
+
+STANDARD = Protocol(
+  name='standard',
+  input_space='pixels',
+  target_modulus=None,
+  untargeted_only=frozenset(),
+  attack_hparams={
+    'fgsm': dict(eps=8 / 255, **_BOX),
+    'pgd': dict(eps=8 / 255, step_size=2 / 255, steps=10, random_start=True, **_BOX),
+    'pgd_l2': dict(eps=128 / 255, step_size=15 / 255, steps=10, random_start=True, **_BOX),
+    'cw': dict(c=1.0, kappa=0.0, steps=100, lr=0.01, torchattacks_margin=False, **_BOX),
+    'deepfool': dict(steps=50, overshoot=0.02, **_BOX),
+    'autoattack': dict(eps=8 / 255, variant='standard', **_BOX),
+    'square': dict(eps=8 / 255, n_queries=5000, p_init=0.8, **_BOX),
+    'apgd_ce': dict(eps=8 / 255, steps=100, **_BOX),
+    'apgd_dlr': dict(eps=8 / 255, steps=100, **_BOX),
+  },
+)
+
+PROTOCOLS = {p.name: p for p in (STANDARD, BEARD)}
+
+
+def get_protocol(name: str) -> Protocol:
+  """The protocol called `name`."""
+  if name not in PROTOCOLS:
+    raise ValueError(f'unknown protocol {name!r}; choose from {sorted(PROTOCOLS)}')
+  return PROTOCOLS[name]
+
+
+def target_labels(protocol: Protocol, labels, num_classes: int):
+  """Targets of the targeted mode: (y + 1) mod (protocol's modulus or K)."""
+  modulus = protocol.target_modulus or num_classes
+  return (labels + 1) % modulus

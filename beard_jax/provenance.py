@@ -1,0 +1,32 @@
+"""What produced a result: library versions and a stable hash of the config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from importlib import metadata
+from typing import Any
+
+_PACKAGES = ('beard-jax', 'jax', 'jaxlib', 'flax', 'optax', 'numpy')
+
+
+def library_versions() -> dict[str, str]:
+  """Versions of Python, the JAX stack and the backend, for every result record."""
+  versions = {'python': platform.python_version()}
+  for package in _PACKAGES:
+    try:
+      versions[package] = metadata.version(package)
+    except metadata.PackageNotFoundError:
+      versions[package] = 'not installed'
+  import jax  # Imported late: this module is also used by tools that need no JAX.
+
+  versions['backend'] = jax.default_backend()
+  versions['devices'] = f'{jax.device_count()}x {jax.devices()[0].device_kind}'
+  return versions
+
+
+def config_hash(config: dict[str, Any]) -> str:
+  """A short, stable hash of a JSON-able config (key order does not matter)."""
+  blob = json.dumps(config, sort_keys=True, separators=(',', ':'), default=str)
+  return hashlib.sha256(blob.encode('utf-8')).hexdigest()[:16]

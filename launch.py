@@ -1,0 +1,55 @@
+"""Runs the BEARD benchmark: model pool → attacks → records → metrics → leaderboards.
+
+  python launch.py --dataset=cifar10 --ipc=1 --dataset_pool=../shared/data/dataset_pool \
+    --data_dir=../shared/data --workdir=runs/quick
+
+Every field of the config file (`--config`, default configs/default.py) has a
+flag of the same name; a flag given on the command line overrides the file.
+`--config.<field>=...` works too. Rerunning a command resumes its workdir.
+"""
+
+from __future__ import annotations
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from configs import default as default_config
+
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', 'configs/default.py', 'Config file (configs/*.py); flags below override it.'
+)
+
+_DEFINE_BY_TYPE = {
+  bool: flags.DEFINE_bool,
+  int: flags.DEFINE_integer,
+  float: flags.DEFINE_float,
+  str: flags.DEFINE_string,
+}
+
+
+def _define_override_flags() -> list[str]:
+  """One flag per config field, with the default config's value as its default."""
+  names = []
+  for name, value in default_config.get_config().items():
+    _DEFINE_BY_TYPE[type(value)](name, value, f'Overrides config.{name}.')
+    names.append(name)
+  return names
+
+
+_OVERRIDABLE = _define_override_flags()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  config = _CONFIG.value
+  for name in _OVERRIDABLE:
+    if flags.FLAGS[name].present:
+      config[name] = flags.FLAGS[name].value
+  from beard_jax.benchmark.run import run_benchmark  # JAX starts after flag parsing.
+
+  run_benchmark(config)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,40 @@
+"""Shared test setup: where the real data lives.
+
+Tests read real data only through the `BEARD_DATA_DIR` environment variable. When it
+is unset and `../shared/data` (relative to the repository root) exists, it defaults
+to that folder; tests that need a file skip with a clear reason when it is missing.
+"""
+
+import os
+import pathlib
+
+import pytest
+
+_REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+_DEFAULT_DATA_DIR = _REPO_ROOT.parent / 'shared' / 'data'
+
+if 'BEARD_DATA_DIR' not in os.environ and _DEFAULT_DATA_DIR.is_dir():
+  os.environ['BEARD_DATA_DIR'] = str(_DEFAULT_DATA_DIR)
+
+
+def _real_data_path(relative: str) -> pathlib.Path:
+  """Returns `$BEARD_DATA_DIR/relative`, or skips the test when it is not there."""
+  root = os.environ.get('BEARD_DATA_DIR')
+  if not root:
+    pytest.skip('BEARD_DATA_DIR is not set: no real data to test on')
+  path = pathlib.Path(root) / relative
+  if not path.exists():
+    pytest.skip(f'real data file {path} is missing (BEARD_DATA_DIR={root})')
+  return path
+
+
+@pytest.fixture
+def beard_data_dir() -> pathlib.Path:
+  """The real-data root `$BEARD_DATA_DIR`; skips when it is unset or missing."""
+  return _real_data_path('.')
+
+
+@pytest.fixture
+def real_data_path():
+  """A function `relative -> Path` under `$BEARD_DATA_DIR` that skips when the file is missing."""
+  return _real_data_path
