@@ -19,6 +19,7 @@ from absl import logging
 import attacks as attack_library
 from beard_jax import protocols, provenance
 from beard_jax.benchmark.progress import CellProgress
+from beard_jax.benchmark.report import write_outputs
 from beard_jax.data.specs import DatasetSpec, canonical_dataset_name, get_dataset_spec
 from beard_jax.evaluate.results import ResultStore, cell_key
 from beard_jax.evaluate.runner import AttackRun, identity_attack, run_attack
@@ -167,6 +168,8 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   for entry in entries:
     params = load_model_params(entry, model, spec.image_size)
     evaluate_model(entry, params, config, store, images, labels, spec, versions)
+  outputs = write_outputs(config, store.records)
+  logging.info('report: %s', outputs['report'])
   return store.records
 
 

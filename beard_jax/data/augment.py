@@ -228,6 +228,9 @@ def _rotate(key: jax.Array, x: jax.Array, params: DSAParams) -> jax.Array:
   return affine_resample(x, theta)
 
 
+# The reference's magnitudes.
+DSA_PARAMS = DSAParams()
+
 DSAOp = Callable[[jax.Array, jax.Array, DSAParams], jax.Array]
 
 DSA_OPS: dict[str, DSAOp] = {
@@ -259,7 +262,7 @@ def dsa_augment(
   key: jax.Array,
   x: jax.typing.ArrayLike,
   strategy: str = DEFAULT_STRATEGY,
-  params: DSAParams = DSAParams(),
+  params: DSAParams = DSA_PARAMS,
   op_index: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
   """Applies one DSA operation, drawn at random, to a batch of normalised images.
