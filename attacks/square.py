@@ -130,8 +130,9 @@ def make_square(
     x_adv the successful point, or x where the search failed.
   """
   if eps < 0 or n_queries < 0 or not 0 < p_init <= 1:
-    raise ValueError(f'need eps >= 0, n_queries >= 0, 0 < p_init <= 1; found {eps}, '
-                     f'{n_queries}, {p_init}')
+    raise ValueError(
+      f'need eps >= 0, n_queries >= 0, 0 < p_init <= 1; found {eps}, {n_queries}, {p_init}'
+    )
 
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)

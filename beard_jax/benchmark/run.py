@@ -20,6 +20,8 @@ import attacks as attack_library
 from beard_jax import protocols, provenance
 from beard_jax.benchmark.progress import CellProgress
 from beard_jax.benchmark.report import write_outputs
+from beard_jax.benchmark.train_pool import train_model_pool
+from beard_jax.data.real import load_real_dataset
 from beard_jax.data.specs import DatasetSpec, canonical_dataset_name, get_dataset_spec
 from beard_jax.evaluate.results import ResultStore, cell_key
 from beard_jax.evaluate.runner import AttackRun, identity_attack, run_attack
@@ -146,8 +148,6 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   Args:
     config: an `ml_collections.ConfigDict` as in `configs/default.py`.
   """
-  from beard_jax.data.real import load_real_dataset  # The data layer imports tfds: late.
-
   spec = get_dataset_spec(config.dataset)
   resolved = result_config(config)
   store = ResultStore(config.workdir, config.to_dict(), provenance.config_hash(resolved))
@@ -158,7 +158,7 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   if config.num_examples:
     images, labels = images[: config.num_examples], labels[: config.num_examples]
 
-  entries = _model_entries(config, spec)
+  entries = _model_entries(config, spec, images, labels)
   if not entries:
     raise FileNotFoundError(
       f'no models for dataset {spec.name} IPC {config.ipc} methods {config.methods or "all"}: '
@@ -173,13 +173,11 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   return store.records
 
 
-def _model_entries(config, spec: DatasetSpec) -> list[ModelEntry]:
+def _model_entries(config, spec: DatasetSpec, images, labels) -> list[ModelEntry]:
   """Models to evaluate: a model pool as given, or one trained from the dataset pool."""
   if config.model_pool:
     return _select_methods(discover_models(config.model_pool, spec.name), config)
-  if config.dataset_pool:
-    from beard_jax.benchmark.train_pool import train_model_pool
-
-    return _select_methods(train_model_pool(config, spec), config)
+  if config.dataset_pool or 'full' in _split_list(config.methods.lower()):
+    return train_model_pool(config, spec, images, labels)
   return []
 

@@ -191,6 +191,7 @@ def train_one(
   return params
 
 
+@functools.lru_cache(maxsize=32)
 def make_train_fn(
   recipe: TrainRecipe,
   model: ConvNet,
@@ -203,7 +204,8 @@ def make_train_fn(
 
   keys: [N] `jax.random` keys; images/labels as `train_one` (shared by all seeds).
   Every leaf of the result has a leading seed axis [N, ...]. Compiles once per
-  (number of seeds, set shape).
+  (number of seeds, set shape); the jitted function is cached per argument set
+  (all hashable), so repeated `train_seeds` calls reuse the compiled program.
   """
   bound = functools.partial(
     train_one,

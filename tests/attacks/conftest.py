@@ -1,4 +1,4 @@
-"""Fixtures for the attack property tests: a small random ConvNet, the BEARD DSA model, real images."""
+"""Fixtures for attack property tests: a small random ConvNet, BEARD's DSA model, real images."""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ torchattacks = pytest.importorskip('torchattacks', reason='parity tests need tor
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from torch_convnet import torch_convnet  # noqa: E402  (tests/parity, on sys.path)
 
 from attacks.apgd import apgd_masked  # noqa: E402
 from attacks.autoattack import make_autoattack  # noqa: E402
@@ -31,7 +32,6 @@ from attacks.square import make_square  # noqa: E402
 from beard_jax.data.specs import get_dataset_spec  # noqa: E402
 from beard_jax.models import ConvNet, make_apply_fn  # noqa: E402
 from beard_jax.models.torch_import import load_torch_convnet  # noqa: E402
-from torch_convnet import torch_convnet  # noqa: E402  (tests/parity, on sys.path)
 
 CHECKPOINT = 'beard_model_pool/DC_ConvNet_CIFAR10_50_None.pth'
 EPS = 1 / 255  # in pixels: leaves the DC model a robust accuracy well inside (0, 1)
@@ -90,7 +90,9 @@ def test_apgd_same_start_same_outcome(small, loss):
   torch.manual_seed(seed)
   t = (2 * torch.rand(_to_torch(x).shape) - 1).numpy().transpose(0, 2, 3, 1)
   start = x + EPS * t / np.abs(t).reshape(len(t), -1).max(1)[:, None, None, None]
-  atk = torchattacks.APGD(net, norm='Linf', eps=EPS, steps=steps, n_restarts=1, seed=seed, loss=loss)
+  atk = torchattacks.APGD(
+    net, norm='Linf', eps=EPS, steps=steps, n_restarts=1, seed=seed, loss=loss
+  )
   theirs = _robust_torch(net, atk(_to_torch(x), torch.from_numpy(y).long()), y)
 
   run = jax.jit(

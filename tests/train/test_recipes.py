@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -31,7 +28,7 @@ def test_default_recipe_is_the_published_code():
   assert recipes.get_recipe('sgd') is SGD_RECIPE
   with pytest.raises(ValueError, match='choose from'):
     recipes.get_recipe('lamb')
-  with pytest.raises(dataclasses.FrozenInstanceError if False else AttributeError):
+  with pytest.raises(AttributeError):
     SGD_RECIPE.learning_rate = 1.0  # immutable
   hash(SGD_RECIPE)  # usable as a static jit argument
 
@@ -98,4 +95,3 @@ def test_adam_matches_pytorch_update_rule_by_hand():
 def test_unknown_optimizer_is_rejected():
   with pytest.raises(ValueError, match='choose from'):
     recipes.make_optimizer(TrainRecipe(optimizer='rmsprop'))
-  del jax

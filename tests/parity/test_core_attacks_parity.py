@@ -1,0 +1,163 @@
+"""Parity of FGSM, PGD, PGD-L2, C&W and DeepFool with torchattacks 3.5.1 on the same weights.
+
+Both models are BEARD's ConvNet: a published checkpoint (DSA) and a random
+initialisation converted with `convert_state_dict`; the images are the first
+CIFAR-10 test images. Both protocols run: `standard` (pixels in [0, 1], the
+normalisation inside the model) and `beard` (normalised tensors fed to the bare
+model, clamped to [0, 1] by the attack as torchattacks does).
+
+FGSM/PGD/PGD-L2 (no random start) must give the same images to float
+tolerance; C&W and DeepFool the same adversarial prediction on ≥ 99.5 % of
+the samples. Every test prints its max abs difference (`pytest -s`).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch', reason='parity tests need torch (the parity extra)')
+torchattacks = pytest.importorskip('torchattacks', reason='parity tests need torchattacks 3.5.1')
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from torch_convnet import TorchConvNet, torch_convnet  # noqa: E402  (tests/parity, on sys.path)
+
+import attacks  # noqa: E402
+from attacks import targets  # noqa: E402
+from beard_jax.data.specs import get_dataset_spec  # noqa: E402
+from beard_jax.models import ConvNet, make_apply_fn  # noqa: E402
+from beard_jax.models.torch_import import convert_state_dict, load_torch_convnet  # noqa: E402
+
+CHECKPOINT = 'beard_model_pool/DSA_ConvNet_CIFAR10_50_None_0.6048.pth'
+N_FAST = 128  # images for FGSM / PGD / PGD-L2
+N_SLOW = 48  # images for C&W and DeepFool (one batch: C&W's early stop is per batch)
+SPEC = get_dataset_spec('cifar10')
+
+# BEARD's settings (PROTOCOL.md §5), in our names and in torchattacks' names.
+SETTINGS = {
+  'fgsm': ({'eps': 8 / 255}, lambda net: torchattacks.FGSM(net, eps=8 / 255)),
+  'pgd': (
+    {'eps': 8 / 255, 'step_size': 2 / 225, 'steps': 10, 'random_start': False},
+    lambda net: torchattacks.PGD(net, eps=8 / 255, alpha=2 / 225, steps=10, random_start=False),
+  ),
+  'pgd_l2': (
+    {'eps': 128 / 255, 'step_size': 15 / 255, 'steps': 10, 'random_start': False},
+    lambda net: torchattacks.PGDL2(
+      net, eps=128 / 255, alpha=15 / 255, steps=10, random_start=False
+    ),
+  ),
+  'cw': (
+    {'c': 1.0, 'kappa': 0.0, 'steps': 100, 'lr': 0.01, 'torchattacks_margin': True},
+    lambda net: torchattacks.CW(net, c=1, kappa=0, steps=100, lr=0.01),
+  ),
+  'deepfool': (
+    {'steps': 50, 'overshoot': 0.02},
+    lambda net: torchattacks.DeepFool(net, steps=50, overshoot=0.02),
+  ),
+}
+
+
+def _data_file(relative):
+  root = os.environ.get('BEARD_DATA_DIR')
+  if not root or not (pathlib.Path(root) / relative).exists():
+    pytest.skip(f'real data {relative} not found under BEARD_DATA_DIR={root!r}')
+  return pathlib.Path(root) / relative
+
+
+@pytest.fixture(scope='module')
+def weights():
+  """name → (Flax params, torch state_dict) for the DSA checkpoint and a random init."""
+  torch.set_num_threads(1)
+  model = ConvNet(10)
+  ckpt = _data_file(CHECKPOINT)
+  published = torch.load(ckpt, map_location='cpu', weights_only=True)
+  torch.manual_seed(0)
+  random_sd = TorchConvNet(10).state_dict()
+  random_np = {k: v.numpy() for k, v in random_sd.items()}
+  return {
+    'dsa': (load_torch_convnet(ckpt, model, 32), published),
+    'random': (convert_state_dict(random_np, model, 32), random_sd),
+  }
+
+
+@pytest.fixture(scope='module')
+def images():
+  data = np.load(_data_file('cifar10/test.npz'))
+  x = data['images'][:N_FAST].astype(np.float32) / 255.0
+  return x, data['labels'][:N_FAST].astype(np.int32)
+
+
+def _inputs(protocol, x):
+  if protocol == 'beard':
+    mean, std = np.asarray(SPEC.mean, np.float32), np.asarray(SPEC.std, np.float32)
+    return (x - mean) / std
+  return x
+
+
+def _run_both(name, protocol, weights_pair, x, y, targeted=False):
+  """(ours [B, H, W, C], theirs [B, H, W, C], our preds, their preds) on the same inputs."""
+  params, state_dict = weights_pair
+  model = ConvNet(10)
+  space = 'pixels' if protocol == 'standard' else 'normalized'
+  apply_fn = make_apply_fn(model, SPEC, space)
+  net = torch_convnet(None, pixels=protocol == 'standard', state_dict=state_dict)
+  hparams, make_theirs = SETTINGS[name]
+  x_in = _inputs(protocol, x)
+  labels = np.asarray(targets.next_class(y, 10)) if targeted else y
+
+  attack = attacks.get_attack(name, **hparams, targeted=targeted)
+  ours = np.asarray(
+    jax.jit(attack, static_argnums=0)(
+      apply_fn, params, jnp.asarray(x_in), jnp.asarray(labels), jax.random.key(0)
+    )
+  )
+  theirs_attack = make_theirs(net)
+  if targeted:
+    theirs_attack.set_mode_targeted_by_label(quiet=True)
+  x_t = torch.from_numpy(np.ascontiguousarray(x_in.transpose(0, 3, 1, 2)))
+  theirs = theirs_attack(x_t, torch.from_numpy(labels.astype(np.int64)))
+  with torch.no_grad():
+    theirs_pred = net(theirs).argmax(1).numpy()
+  theirs = theirs.detach().numpy().transpose(0, 2, 3, 1)
+  ours_pred = np.asarray(jnp.argmax(apply_fn(params, jnp.asarray(ours)), -1))
+  return ours, theirs, ours_pred, theirs_pred
+
+
+@pytest.mark.parametrize('model_name', ['dsa', 'random'])
+@pytest.mark.parametrize('protocol', ['standard', 'beard'])
+@pytest.mark.parametrize('name', ['fgsm', 'pgd', 'pgd_l2'])
+def test_gradient_attacks_same_images(name, protocol, model_name, weights, images):
+  x, y = images
+  targeted = name == 'pgd' and model_name == 'dsa'  # one targeted run per protocol
+  ours, theirs, ours_pred, theirs_pred = _run_both(
+    name, protocol, weights[model_name], x, y, targeted
+  )
+  diff = np.abs(ours - theirs)
+  # A sign() of a gradient component near 0 may flip between frameworks and move one pixel
+  # by a whole step; count such pixels instead of hiding them in the tolerance.
+  close = diff <= 1e-5
+  print(
+    f'\n{name} {protocol} {model_name} targeted={targeted}: max|Δ| {diff.max():.3g}, '
+    f'pixels within 1e-5 {close.mean():.6f}, same prediction {np.mean(ours_pred == theirs_pred):.4f}'
+  )
+  assert close.mean() >= 0.9999
+  assert np.mean(ours_pred == theirs_pred) >= 0.995
+
+
+@pytest.mark.parametrize('protocol', ['standard', 'beard'])
+@pytest.mark.parametrize('name', ['cw', 'deepfool'])
+def test_optimisation_attacks_same_outcome(name, protocol, weights, images):
+  x, y = images[0][:N_SLOW], images[1][:N_SLOW]
+  ours, theirs, ours_pred, theirs_pred = _run_both(name, protocol, weights['dsa'], x, y)
+  same = np.mean(ours_pred == theirs_pred)
+  diff = np.abs(ours - theirs)
+  print(
+    f'\n{name} {protocol} dsa: same adversarial prediction {same:.4f}, max|Δ| {diff.max():.3g}, '
+    f'mean|Δ| {diff.mean():.3g}, fooled ours {np.mean(ours_pred != y):.3f} '
+    f'theirs {np.mean(theirs_pred != y):.3f}'
+  )
+  assert same >= 0.995
