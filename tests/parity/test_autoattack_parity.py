@@ -130,21 +130,24 @@ def test_square_robust_accuracy_matches(small):
   assert abs(ours - theirs) <= bound
 
 
-def _torchattacks_aa(net, eps, n_queries):
-  """torchattacks' AutoAttack('standard') stages and settings, Square's queries set."""
+def _torchattacks_aa(net, eps, n_queries, n_classes=10):
+  """torchattacks' AutoAttack('standard') stages and settings; Square's queries and the
+  number of target classes (n_classes − 1) cut down for the default run."""
   seed = 0
   return torchattacks.MultiAttack([
     torchattacks.APGD(net, eps=eps, norm='Linf', seed=seed, loss='ce', n_restarts=1),
-    torchattacks.APGDT(net, eps=eps, norm='Linf', seed=seed, n_classes=10, n_restarts=1),
-    torchattacks.FAB(net, eps=eps, norm='Linf', seed=seed, multi_targeted=True, n_classes=10,
+    torchattacks.APGDT(net, eps=eps, norm='Linf', seed=seed, n_classes=n_classes, n_restarts=1),
+    torchattacks.FAB(net, eps=eps, norm='Linf', seed=seed, multi_targeted=True, n_classes=n_classes,
                      n_restarts=1),
     torchattacks.Square(net, eps=eps, norm='Linf', seed=seed, n_queries=n_queries, n_restarts=1),
   ])  # fmt: skip
 
 
-def _compare_aa(apply_fn, params, net, x, y, atk, n_queries):
+def _compare_aa(apply_fn, params, net, x, y, atk, n_queries, n_target_classes=9):
   theirs = _robust_torch(net, atk(_to_torch(x), torch.from_numpy(y).long()), y).mean()
-  aa = make_autoattack(eps=EPS, variant='torchattacks', n_queries=n_queries)
+  aa = make_autoattack(
+    eps=EPS, variant='torchattacks', n_queries=n_queries, n_target_classes=n_target_classes
+  )
   x_adv = jax.jit(lambda p, xx, yy, k: aa(apply_fn, p, xx, yy, k))(
     params, jnp.asarray(x), jnp.asarray(y), jax.random.key(0)
   )
@@ -155,7 +158,8 @@ def _compare_aa(apply_fn, params, net, x, y, atk, n_queries):
 def test_autoattack_robust_accuracy_matches(small):
   apply_fn, params, net, x, y, _ = small
   x, y = x[:100], y[:100]
-  ours, theirs = _compare_aa(apply_fn, params, net, x, y, _torchattacks_aa(net, EPS, 100), 100)
+  atk = _torchattacks_aa(net, EPS, 50, n_classes=4)  # 3 target classes, 50 Square queries
+  ours, theirs = _compare_aa(apply_fn, params, net, x, y, atk, 50, n_target_classes=3)
   bound = _three_sigma((ours + theirs) / 2, len(y))
   print(f'AutoAttack: robust ours {ours:.4f} theirs {theirs:.4f}, bound {bound:.4f}')
   assert abs(ours - theirs) <= bound

@@ -1,0 +1,90 @@
+"""launch.py end to end: a run killed with SIGKILL and restarted ends with exactly the
+records of an uninterrupted run, none lost, none duplicated."""
+
+import json
+import os
+import pathlib
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from beard_jax.data.specs import get_dataset_spec
+from beard_jax.models import ConvNet, init_params
+from beard_jax.models.checkpoints import save_checkpoint
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TIMING_FIELDS = {'attack_seconds', 'compile_seconds', 'ast', 'versions', 'model_path'}
+
+
+@pytest.fixture(scope='module')
+def model_pool(tmp_path_factory):
+  pool = tmp_path_factory.mktemp('pool')
+  spec = get_dataset_spec('cifar10')
+  for index, method in enumerate(['DC', 'DM']):
+    params = init_params(ConvNet(10), spec, jax.random.key(index))
+    save_checkpoint(str(pool / f'{method}_seed0'), params, {
+      'method': method, 'dataset': 'cifar10', 'ipc': 10, 'seed': 0, 'training': 'standard'})
+  return pool
+
+
+def _command(pool, data_dir, workdir):
+  return [sys.executable, str(REPO / 'launch.py'), f'--config={REPO}/configs/default.py',
+          f'--model_pool={pool}', f'--data_dir={data_dir}', f'--workdir={workdir}',
+          '--ipc=10', '--attacks=fgsm,pgd', '--modes=untargeted', '--num_examples=32',
+          '--batch_size=32', '--seed=7']
+
+
+def _comparable(workdir):
+  lines = (pathlib.Path(workdir) / 'results.jsonl').read_text().splitlines()
+  records = [json.loads(line) for line in lines]
+  return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
+
+
+def _key(record):
+  return (record['method'], record['attack'], record['targeted'])
+
+
+def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_dir, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  reference = tmp_path / 'reference'
+  subprocess.run(_command(model_pool, beard_data_dir, reference), check=True, env=env,
+                 capture_output=True, cwd=REPO)
+  expected = sorted(_comparable(reference), key=_key)
+  assert len(expected) == 2 * 3  # Two models × (clean, fgsm, pgd).
+
+  resumed = tmp_path / 'resumed'
+  rng = random.Random(0)
+  kills = 0
+  while True:
+    process = subprocess.Popen(_command(model_pool, beard_data_dir, resumed), env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if kills < 3:
+      time.sleep(rng.uniform(4.0, 12.0))
+      if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        kills += 1
+        continue
+    assert process.wait(timeout=600) == 0
+    break
+  assert kills >= 1, 'the run finished before it could be killed; the test proves nothing'
+  got = _comparable(resumed)
+  assert len({_key(r) for r in got}) == len(got), 'a cell was recorded twice'
+  assert sorted(got, key=_key) == expected
+  assert (resumed / 'report.md').exists()
+  assert (resumed / 'leaderboards' / 'leaderboards.html').exists()
+
+
+def test_a_workdir_of_another_protocol_is_refused(model_pool, beard_data_dir, tmp_path):
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  command = _command(model_pool, beard_data_dir, tmp_path) + ['--attacks=fgsm']
+  subprocess.run(command, check=True, env=env, capture_output=True, cwd=REPO)
+  result = subprocess.run(command + ['--protocol=beard'], env=env, capture_output=True,
+                          text=True, cwd=REPO)
+  assert result.returncode != 0
+  assert 'holds results of another config' in result.stderr
