@@ -46,8 +46,11 @@ def main(argv):
   for name in _OVERRIDABLE:
     if flags.FLAGS[name].present:
       config[name] = flags.FLAGS[name].value
-  from beard_jax.benchmark.run import run_benchmark  # JAX starts after flag parsing.
+  # JAX starts after flag parsing.
+  from beard_jax.benchmark.run import run_benchmark
+  from beard_jax.sharding import initialize_distributed
 
+  initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
   run_benchmark(config)
 
 

@@ -31,6 +31,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.epochs = 0  # 0 keeps the recipe's epochs.
   config.train_attack = ''  # 'pgd' trains adversarially (PROTOCOL.md §4).
   config.experiment = 0  # Which distillation of a multi-experiment .pt file.
+  # Scale-out: sweep tasks of a batch-job array, and multi-host runs.
+  config.task_index = 0  # This task's index in [0, num_tasks).
+  config.num_tasks = 1  # >1 splits the cells over tasks; each writes its own records.
+  config.merge = False  # Gather the tasks' records into results.jsonl and write reports.
+  config.coordinator_address = ''  # host:port of process 0, for multi-host runs.
+  config.num_processes = 1
+  config.process_id = 0
   # Metrics.
   config.metrics_type = 'beard'  # 'beard', 'rome' or 'rome+'.
   config.alpha = 0.5  # CREI = alpha·RR + (1 − alpha)·AE.

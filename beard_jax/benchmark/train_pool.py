@@ -64,7 +64,9 @@ def _training_sets(config, spec: DatasetSpec) -> dict[str, tuple]:
   if FULL_SIZE.upper() in wanted:
     real = load_real_dataset(spec.name, 'train', data_dir=config.data_dir or None)
     sets[FULL_SIZE] = (real.images.astype(np.float32) / 255.0, real.labels, 'real train split')
-  return sets
+  # Sweep mode: task i owns every num_tasks-th method (in sorted order).
+  owned = sorted(sets)[config.task_index :: config.num_tasks]
+  return {method: sets[method] for method in owned}
 
 
 def train_model_pool(config, spec: DatasetSpec, test_images: np.ndarray,

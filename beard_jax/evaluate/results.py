@@ -38,11 +38,13 @@ class ResultStore:
     config: the JSON-able config of this run (stored as `config.json`).
     config_hash: the hash of the result-relevant part of `config`; a workdir
       whose `config.json` has another hash is refused.
+    results_file: the records file inside `workdir` (sweep tasks write their own).
   """
 
-  def __init__(self, workdir: str, config: dict[str, Any], config_hash: str):
+  def __init__(self, workdir: str, config: dict[str, Any], config_hash: str,
+               results_file: str = RESULTS_FILE):
     self.workdir = workdir
-    self.path = os.path.join(workdir, RESULTS_FILE)
+    self.path = os.path.join(workdir, results_file)
     self.config_hash = config_hash
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, CONFIG_FILE)

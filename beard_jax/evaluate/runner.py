@@ -17,6 +17,10 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+
+from beard_jax import sharding
 
 BatchCallback = Callable[[int, int, float], None]
 """`on_batch(batch_index, num_batches, batch_seconds)`, called after every batch."""
@@ -82,7 +86,8 @@ class AttackRun(NamedTuple):
 def _batch_program(attack, apply_fn, targeted: bool):
   """The per-batch computation: clean and adversarial predictions, norms."""
 
-  def program(params, x, y_true, y_attack, key):
+  def program(params, x, y_true, y_attack, key_data):
+    key = jax.random.wrap_key_data(key_data)
     clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
     x_adv = attack(apply_fn, params, x, y_attack, key)
     adv_pred = jnp.argmax(apply_fn(params, x_adv), axis=-1)
@@ -114,6 +119,25 @@ def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([array, filler], axis=0)
 
 
+def _replicate(array, mesh: Mesh) -> jax.Array:
+  """`array` (identical on every process) as a global array replicated over `mesh`."""
+  array = np.asarray(array)
+  return jax.make_array_from_callback(array.shape, sharding.replicated(mesh),
+                                      lambda index: array[index])
+
+
+def _global_batch(batch: np.ndarray, batch_sharding) -> jax.Array:
+  """The global batch array, each process contributing its own contiguous slice.
+
+  Every process holds the whole (small) host batch, but only its slice is copied
+  to its devices; on one process this is a plain sharded `device_put`.
+  """
+  per_process = batch.shape[0] // jax.process_count()
+  start = jax.process_index() * per_process
+  local = batch[start : start + per_process]
+  return jax.make_array_from_process_local_data(batch_sharding, local, batch.shape)
+
+
 def run_attack(
   attack: Callable[..., jax.Array],
   apply_fn: Callable[[Any, jax.Array], jax.Array],
@@ -125,6 +149,7 @@ def run_attack(
   batch_size: int,
   targets: np.ndarray | None = None,
   on_batch: BatchCallback | None = None,
+  mesh: Mesh | None = None,
 ) -> AttackRun:
   """Attacks `images` batch by batch and returns per-sample records and timings.
 
@@ -139,6 +164,9 @@ def run_attack(
     batch_size: examples per batch; the last batch is padded to this size.
     targets: int [N] target classes for a targeted attack, or None (untargeted).
     on_batch: progress callback.
+    mesh: a 1-D device mesh: each batch is split over its devices (batch_size
+      must be a multiple of its size) and the parameters replicated; None runs
+      on the default device. The numbers do not depend on the mesh.
 
   Returns:
     An `AttackRun` over the N examples.
@@ -159,14 +187,20 @@ def run_attack(
   batch_size = min(batch_size, num_examples)
   num_batches = -(-num_examples // batch_size)
 
+  batch_sharding = None
+  if mesh is not None:
+    sharding.check_divisible(batch_size, mesh, 'batch_size')
+    batch_sharding = sharding.leading_axis_sharding(mesh)
+    params = jax.tree.map(lambda leaf: _replicate(leaf, mesh), params)
+
   program = jax.jit(_batch_program(attack, apply_fn, targeted))
   start = time.perf_counter()
   compiled = program.lower(
     params,
-    jax.ShapeDtypeStruct((batch_size, *images.shape[1:]), jnp.float32),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32),
-    key,
+    jax.ShapeDtypeStruct((batch_size, *images.shape[1:]), jnp.float32, sharding=batch_sharding),
+    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+    jax.random.key_data(key),
   ).compile()
   compile_seconds = time.perf_counter() - start
 
@@ -178,9 +212,15 @@ def run_attack(
     y = _pad_to(labels[rows], batch_size)
     y_attack = _pad_to(attack_labels[rows], batch_size)
     start = time.perf_counter()
-    result = compiled(params, jnp.asarray(x), jnp.asarray(y), jnp.asarray(y_attack),
-                      jax.random.fold_in(key, index))
+    if mesh is not None:
+      x, y, y_attack = (_global_batch(a, batch_sharding) for a in (x, y, y_attack))
+    key_data = jax.random.key_data(jax.random.fold_in(key, index))
+    if mesh is not None:
+      key_data = _replicate(key_data, mesh)
+    result = compiled(params, x, y, y_attack, key_data)
     result = jax.block_until_ready(result)
+    if jax.process_count() > 1:
+      result = multihost_utils.process_allgather(result, tiled=True)
     batch_seconds[index] = time.perf_counter() - start
     outputs.append([np.asarray(r) for r in result])
     if on_batch is not None:
