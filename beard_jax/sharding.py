@@ -45,5 +45,6 @@ def check_divisible(size: int, mesh: Mesh, what: str) -> None:
 def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
   """Joins a multi-host run (`jax.distributed.initialize`); a no-op for one process."""
   if num_processes > 1:
-    jax.distributed.initialize(coordinator_address=coordinator_address,
-                               num_processes=num_processes, process_id=process_id)
+    jax.distributed.initialize(
+      coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
+    )

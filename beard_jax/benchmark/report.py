@@ -12,13 +12,32 @@ from beard_jax.leaderboard import write_leaderboards
 from beard_jax.metrics import compute_metrics, summarize
 
 _RECORD_COLUMNS = (
-  ('method', 'method'), ('ipc', 'IPC'), ('seed', 'seed'), ('training', 'training'),
-  ('attack', 'attack'), ('targeted', 'mode'), ('clean_acc', 'clean %'),
-  ('robust_acc', 'robust %'), ('asr', 'ASR %'), ('ast', 'AST s'),
-  ('attack_seconds', 'pass s'), ('compile_seconds', 'compile s'),
+  ('method', 'method'),
+  ('ipc', 'IPC'),
+  ('seed', 'seed'),
+  ('training', 'training'),
+  ('attack', 'attack'),
+  ('targeted', 'mode'),
+  ('clean_acc', 'clean %'),
+  ('robust_acc', 'robust %'),
+  ('asr', 'ASR %'),
+  ('ast', 'AST s'),
+  ('attack_seconds', 'pass s'),
+  ('compile_seconds', 'compile s'),
 )
-_METRIC_COLUMNS = ('method', 'ipc', 'mode', 'RR', 'AE', 'CREI', 'clean_acc', 'worst_robust_acc',
-                   'worst_attack', 'num_seeds', 'degenerate')
+_METRIC_COLUMNS = (
+  'method',
+  'ipc',
+  'mode',
+  'RR',
+  'AE',
+  'CREI',
+  'clean_acc',
+  'worst_robust_acc',
+  'worst_attack',
+  'num_seeds',
+  'degenerate',
+)
 
 
 def _cell(key: str, value: Any) -> str:
@@ -37,34 +56,48 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
   return '\n'.join(lines)
 
 
-def render_report(config: Mapping[str, Any], records: Sequence[Mapping], summary: Sequence[Mapping],
-                  leaderboard_files: Sequence[str]) -> str:
+def render_report(
+  config: Mapping[str, Any],
+  records: Sequence[Mapping],
+  summary: Sequence[Mapping],
+  leaderboard_files: Sequence[str],
+) -> str:
   """`report.md`: what ran, every record, the metric summary, where the boards are."""
   versions = records[0].get('versions', {}) if records else {}
   parts = [
-    f"# BEARD-JAX report: {config['dataset']} IPC {config['ipc']}, protocol {config['protocol']}",
+    f'# BEARD-JAX report: {config["dataset"]} IPC {config["ipc"]}, protocol {config["protocol"]}',
     '',
-    f"Seed {config['seed']}, {config['seeds']} model seed(s), "
-    f"{records[0]['num_examples'] if records else 0} test examples, batch {config['batch_size']}, "
-    f"metrics `{config['metrics_type']}` (alpha {config['alpha']}, clean time "
-    f"`{config['clean_time']}`).",
+    f'Seed {config["seed"]}, {config["seeds"]} model seed(s), '
+    f'{records[0]["num_examples"] if records else 0} test examples, batch {config["batch_size"]}, '
+    f'metrics `{config["metrics_type"]}` (alpha {config["alpha"]}, clean time '
+    f'`{config["clean_time"]}`).',
     '',
     'Versions: ' + ', '.join(f'{k} {v}' for k, v in sorted(versions.items())),
     '',
     '## Records',
     '',
-    _table([h for _, h in _RECORD_COLUMNS],
-           [[_cell(k, r.get(k)) for k, _ in _RECORD_COLUMNS] for r in records]),
+    _table(
+      [h for _, h in _RECORD_COLUMNS],
+      [[_cell(k, r.get(k)) for k, _ in _RECORD_COLUMNS] for r in records],
+    ),
     '',
     '## Metrics (all attacks of a mode)',
     '',
-    _table(_METRIC_COLUMNS, [[_cell(k, row.get(k)) for k in _METRIC_COLUMNS] for row in summary
-                             if row['adversary'] == 'all']),
+    _table(
+      _METRIC_COLUMNS,
+      [
+        [_cell(k, row.get(k)) for k in _METRIC_COLUMNS]
+        for row in summary
+        if row['adversary'] == 'all'
+      ],
+    ),
     '',
     '## Leaderboards and figures',
     '',
-    *[f'- [{os.path.basename(path)}](leaderboards/{os.path.basename(path)})'
-      for path in leaderboard_files],
+    *[
+      f'- [{os.path.basename(path)}](leaderboards/{os.path.basename(path)})'
+      for path in leaderboard_files
+    ],
     '',
   ]
   return '\n'.join(parts)
@@ -76,8 +109,13 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   Returns:
     Paths by kind: `report`, `metrics`, `leaderboards` (the directory).
   """
-  rows = compute_metrics(records, metrics_type=config.metrics_type, alpha=config.alpha,
-                         clean_time=config.clean_time, adversaries='both')
+  rows = compute_metrics(
+    records,
+    metrics_type=config.metrics_type,
+    alpha=config.alpha,
+    clean_time=config.clean_time,
+    adversaries='both',
+  )
   summary = summarize(rows)
   out_dir = os.path.join(config.workdir, 'leaderboards')
   files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir)

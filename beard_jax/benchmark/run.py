@@ -39,8 +39,17 @@ from beard_jax.models.pool import ModelEntry, discover_models, load_model_params
 
 # Config fields that change a cell's numbers; the workdir is bound to them.
 RESULT_FIELDS = (
-  'dataset', 'ipc', 'protocol', 'num_examples', 'batch_size', 'seed', 'seeds', 'recipe',
-  'epochs', 'train_attack', 'experiment',
+  'dataset',
+  'ipc',
+  'protocol',
+  'num_examples',
+  'batch_size',
+  'seed',
+  'seeds',
+  'recipe',
+  'epochs',
+  'train_attack',
+  'experiment',
 )
 MODES = ('untargeted', 'targeted')
 
@@ -54,9 +63,18 @@ class Cell(NamedTuple):
 
   def key(self, protocol: str) -> tuple:
     e = self.entry
-    return cell_key(dict(method=e.method, dataset=e.dataset, ipc=e.ipc, seed=e.seed,
-                         protocol=protocol, training=e.training, attack=self.attack,
-                         targeted=self.targeted))
+    return cell_key(
+      dict(
+        method=e.method,
+        dataset=e.dataset,
+        ipc=e.ipc,
+        seed=e.seed,
+        protocol=protocol,
+        training=e.training,
+        attack=self.attack,
+        targeted=self.targeted,
+      )
+    )
 
 
 def _split_list(text: str) -> list[str]:
@@ -79,8 +97,10 @@ def plan_cells(entries: list[ModelEntry], config, protocol: protocols.Protocol) 
   attack_names = [a for a in _split_list(config.attacks) if a != 'clean']
   for name in attack_names:
     if name not in protocol.attack_hparams:
-      raise ValueError(f'the {protocol.name} protocol has no settings for attack {name!r}; '
-                       f'choose from {sorted(protocol.attack_hparams)}')
+      raise ValueError(
+        f'the {protocol.name} protocol has no settings for attack {name!r}; '
+        f'choose from {sorted(protocol.attack_hparams)}'
+      )
   cells = []
   for entry in entries:
     for mode in modes:
@@ -109,8 +129,13 @@ def _attack_inputs(protocol: protocols.Protocol, spec: DatasetSpec, images: np.n
 def _record(cell: Cell, protocol, run: AttackRun, hparams: dict, versions: dict) -> dict:
   entry = cell.entry
   return {
-    'method': entry.method, 'dataset': entry.dataset, 'ipc': entry.ipc, 'seed': entry.seed,
-    'protocol': protocol.name, 'training': entry.training, 'attack': cell.attack,
+    'method': entry.method,
+    'dataset': entry.dataset,
+    'ipc': entry.ipc,
+    'seed': entry.seed,
+    'protocol': protocol.name,
+    'training': entry.training,
+    'attack': cell.attack,
     'targeted': cell.targeted,
     'clean_acc': run.clean_accuracy,
     'robust_acc': run.robust_accuracy,
@@ -128,8 +153,15 @@ def _record(cell: Cell, protocol, run: AttackRun, hparams: dict, versions: dict)
   }
 
 
-def run_cells(cells: list[Cell], config, store: ResultStore, images: np.ndarray,
-              labels: np.ndarray, spec: DatasetSpec, mesh=None) -> None:
+def run_cells(
+  cells: list[Cell],
+  config,
+  store: ResultStore,
+  images: np.ndarray,
+  labels: np.ndarray,
+  spec: DatasetSpec,
+  mesh=None,
+) -> None:
   """Runs every unfinished cell (models loaded once each) and records each as it ends."""
   protocol = protocols.get_protocol(config.protocol)
   model = ConvNet(spec.num_classes)
@@ -151,7 +183,11 @@ def run_cells(cells: list[Cell], config, store: ResultStore, images: np.ndarray,
     mode = 'targeted' if cell.targeted else 'untargeted'
     label = f'{cell.entry.method} ipc{cell.entry.ipc} seed{cell.entry.seed} {cell.attack} {mode}'
     run = run_attack(
-      attack_fn, apply_fn, params, inputs, labels,
+      attack_fn,
+      apply_fn,
+      params,
+      inputs,
+      labels,
       key=_attack_key(config.seed, cell.key(protocol.name)),
       batch_size=config.batch_size,
       targets=targets if cell.targeted else None,
@@ -159,8 +195,13 @@ def run_cells(cells: list[Cell], config, store: ResultStore, images: np.ndarray,
       mesh=mesh,
     )
     store.add(_record(cell, protocol, run, hparams, versions))
-    logging.info('%s: clean %.2f%%, robust %.2f%%, %.1fs', label, run.clean_accuracy,
-                 run.robust_accuracy, run.total_seconds)
+    logging.info(
+      '%s: clean %.2f%%, robust %.2f%%, %.1fs',
+      label,
+      run.clean_accuracy,
+      run.robust_accuracy,
+      run.total_seconds,
+    )
 
 
 def _select(entries: list[ModelEntry], config) -> list[ModelEntry]:
@@ -180,8 +221,10 @@ def _task_file(config) -> str:
 
 def _check_sweep(config) -> None:
   if config.num_tasks < 1 or not 0 <= config.task_index < config.num_tasks:
-    raise ValueError(f'need 0 <= task_index < num_tasks, got task_index={config.task_index}, '
-                     f'num_tasks={config.num_tasks}')
+    raise ValueError(
+      f'need 0 <= task_index < num_tasks, got task_index={config.task_index}, '
+      f'num_tasks={config.num_tasks}'
+    )
 
 
 def merge_task_results(config, store: ResultStore) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 from absl import logging
 
 import attacks as attack_library
-from beard_jax import protocols, provenance
+from beard_jax import protocols, provenance, sharding
 from beard_jax.data.dataset_pool import find_dataset_pool, load_distilled_set
 from beard_jax.data.real import load_real_dataset
 from beard_jax.data.specs import DatasetSpec
@@ -45,8 +45,10 @@ def _adversarial_attack(config):
     return None, 'standard'
   protocol = protocols.get_protocol(config.protocol)
   if config.train_attack not in protocol.attack_hparams:
-    raise ValueError(f'unknown --train_attack {config.train_attack!r}; the {protocol.name} '
-                     f'protocol defines {sorted(protocol.attack_hparams)}')
+    raise ValueError(
+      f'unknown --train_attack {config.train_attack!r}; the {protocol.name} '
+      f'protocol defines {sorted(protocol.attack_hparams)}'
+    )
   hparams = protocol.attack_hparams[config.train_attack]
   return attack_library.get_attack(config.train_attack, **hparams), 'adversarial'
 
@@ -69,8 +71,9 @@ def _training_sets(config, spec: DatasetSpec) -> dict[str, tuple]:
   return {method: sets[method] for method in owned}
 
 
-def train_model_pool(config, spec: DatasetSpec, test_images: np.ndarray,
-                     test_labels: np.ndarray) -> list[ModelEntry]:
+def train_model_pool(
+  config, spec: DatasetSpec, test_images: np.ndarray, test_labels: np.ndarray
+) -> list[ModelEntry]:
   """Trains (or finds already trained) every model of the run; returns their entries.
 
   Args:
@@ -87,32 +90,78 @@ def train_model_pool(config, spec: DatasetSpec, test_images: np.ndarray,
   model_dir = os.path.join(config.workdir, 'models')
   entries = []
   for method, (images, labels, source) in sorted(_training_sets(config, spec).items()):
-    ipc = config.ipc if method != FULL_SIZE else int(np.bincount(
-      labels if labels.ndim == 1 else labels.argmax(-1)).min())
-    stems = [os.path.join(model_dir, f'{method}_{spec.name}_ipc{ipc}_{training}_seed{s}')
-             for s in seeds]
+    ipc = (
+      config.ipc
+      if method != FULL_SIZE
+      else int(np.bincount(labels if labels.ndim == 1 else labels.argmax(-1)).min())
+    )
+    stems = [
+      os.path.join(model_dir, f'{method}_{spec.name}_ipc{ipc}_{training}_seed{s}') for s in seeds
+    ]
     if not all(os.path.exists(s + checkpoints.SIDECAR_SUFFIX) for s in stems):
-      logging.info('training %s (%d images) × %d seeds, %s recipe, %d epochs', method,
-                   len(images), len(seeds), config.recipe, recipe.epochs)
+      logging.info(
+        'training %s (%d images) × %d seeds, %s recipe, %d epochs',
+        method,
+        len(images),
+        len(seeds),
+        config.recipe,
+        recipe.epochs,
+      )
       start = time.perf_counter()
-      stacked = train_seeds(seeds, images, labels, recipe, model, spec, attack,
-                            attack_input_space=protocol.input_space)
+      mesh = None
+      if jax.device_count() > 1 and len(seeds) % jax.device_count() == 0:
+        mesh = sharding.make_mesh(sharding.SEED_AXIS)
+      stacked = train_seeds(
+        seeds,
+        images,
+        labels,
+        recipe,
+        model,
+        spec,
+        attack,
+        attack_input_space=protocol.input_space,
+        mesh=mesh,
+      )
       stacked = jax.block_until_ready(stacked)
       seconds = time.perf_counter() - start
       pixels = test_images.astype(np.float32) / 255.0
-      correct = evaluate_seeds(make_apply_fn(model, spec, 'normalized'), stacked,
-                               np.asarray(normalize(spec, pixels)), test_labels)
+      correct = evaluate_seeds(
+        make_apply_fn(model, spec, 'normalized'),
+        stacked,
+        np.asarray(normalize(spec, pixels)),
+        test_labels,
+      )
       accuracies = 100.0 * correct / len(test_labels)
-      logging.info('%s: clean accuracy %.2f ± %.2f%% over %d seeds (%.1fs)', method,
-                   accuracies.mean(), accuracies.std(), len(seeds), seconds)
-      for index, (seed, stem) in enumerate(zip(seeds, stems)):
-        checkpoints.save_checkpoint(stem, jax.tree.map(lambda leaf, i=index: leaf[i], stacked), {
-          'method': method, 'dataset': spec.name, 'ipc': ipc, 'seed': seed,
-          'training': training, 'train_attack': config.train_attack or None,
-          'protocol': protocol.name, 'recipe': recipe._asdict(), 'source': source,
-          'clean_acc': float(accuracies[index]), 'train_seconds_all_seeds': seconds,
-          'num_test_examples': len(test_labels), 'versions': provenance.library_versions(),
-        })
-    entries += [ModelEntry(method, spec.name, ipc, seed, training, stem, 'checkpoint')
-                for seed, stem in zip(seeds, stems)]
+      logging.info(
+        '%s: clean accuracy %.2f ± %.2f%% over %d seeds (%.1fs)',
+        method,
+        accuracies.mean(),
+        accuracies.std(),
+        len(seeds),
+        seconds,
+      )
+      for index, (seed, stem) in enumerate(zip(seeds, stems, strict=False)):
+        checkpoints.save_checkpoint(
+          stem,
+          jax.tree.map(lambda leaf, i=index: leaf[i], stacked),
+          {
+            'method': method,
+            'dataset': spec.name,
+            'ipc': ipc,
+            'seed': seed,
+            'training': training,
+            'train_attack': config.train_attack or None,
+            'protocol': protocol.name,
+            'recipe': recipe._asdict(),
+            'source': source,
+            'clean_acc': float(accuracies[index]),
+            'train_seconds_all_seeds': seconds,
+            'num_test_examples': len(test_labels),
+            'versions': provenance.library_versions(),
+          },
+        )
+    entries += [
+      ModelEntry(method, spec.name, ipc, seed, training, stem, 'checkpoint')
+      for seed, stem in zip(seeds, stems, strict=False)
+    ]
   return entries

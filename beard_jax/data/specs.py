@@ -33,9 +33,7 @@ class DatasetSpec:
 
 # The statistics used by the dataset-distillation literature and by BEARD.
 DATASET_SPECS: dict[str, DatasetSpec] = {
-  'cifar10': DatasetSpec(
-    'cifar10', 10, 32, 3, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
-  ),
+  'cifar10': DatasetSpec('cifar10', 10, 32, 3, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
   'cifar100': DatasetSpec(
     'cifar100', 100, 32, 3, (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)
   ),

@@ -41,8 +41,9 @@ class ResultStore:
     results_file: the records file inside `workdir` (sweep tasks write their own).
   """
 
-  def __init__(self, workdir: str, config: dict[str, Any], config_hash: str,
-               results_file: str = RESULTS_FILE):
+  def __init__(
+    self, workdir: str, config: dict[str, Any], config_hash: str, results_file: str = RESULTS_FILE
+  ):
     self.workdir = workdir
     self.path = os.path.join(workdir, results_file)
     self.config_hash = config_hash

@@ -122,8 +122,9 @@ def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
 def _replicate(array, mesh: Mesh) -> jax.Array:
   """`array` (identical on every process) as a global array replicated over `mesh`."""
   array = np.asarray(array)
-  return jax.make_array_from_callback(array.shape, sharding.replicated(mesh),
-                                      lambda index: array[index])
+  return jax.make_array_from_callback(
+    array.shape, sharding.replicated(mesh), lambda index: array[index]
+  )
 
 
 def _global_batch(batch: np.ndarray, batch_sharding) -> jax.Array:
@@ -226,7 +227,7 @@ def run_attack(
     if on_batch is not None:
       on_batch(index, num_batches, batch_seconds[index])
 
-  columns = [np.concatenate(parts)[:num_examples] for parts in zip(*outputs)]
+  columns = [np.concatenate(parts)[:num_examples] for parts in zip(*outputs, strict=False)]
   clean_correct, adv_correct, adv_pred, success, linf, l2 = columns
   return AttackRun(
     clean_correct=clean_correct,

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from beard_jax.data.specs import DatasetSpec
+from beard_jax.models.conv import conv3x3_same
 
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -37,6 +38,24 @@ def _torch_default_bias_init(fan_in: int):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
 
   return init
+
+
+class Conv3x3(nn.Module):
+  """`nn.Conv(features, (3, 3), padding=1)` with the loop-friendly gradient of `conv.py`.
+
+  Parameters are named `kernel` [3, 3, C_in, C_out] and `bias` [C_out], as `nn.Conv`'s.
+  """
+
+  features: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    fan_in = 3 * 3 * x.shape[-1]
+    kernel = self.param(
+      'kernel', _torch_default_kernel_init(), (3, 3, x.shape[-1], self.features), jnp.float32
+    )
+    bias = self.param('bias', _torch_default_bias_init(fan_in), (self.features,), jnp.float32)
+    return conv3x3_same(x, kernel) + bias
 
 
 class ConvNet(nn.Module):
@@ -63,15 +82,7 @@ class ConvNet(nn.Module):
       [B, K] float32 logits.
     """
     for block in range(self.depth):
-      fan_in = 3 * 3 * x.shape[-1]
-      x = nn.Conv(
-        self.width,
-        (3, 3),
-        padding=1,
-        kernel_init=_torch_default_kernel_init(),
-        bias_init=_torch_default_bias_init(fan_in),
-        name=f'conv{block}',
-      )(x)
+      x = Conv3x3(self.width, name=f'conv{block}')(x)
       # num_groups == channels: per-channel, per-image normalisation ("instancenorm").
       x = nn.GroupNorm(
         num_groups=self.width, epsilon=1e-5, use_fast_variance=False, name=f'norm{block}'

@@ -32,7 +32,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from beard_jax import sharding
 from beard_jax.data.augment import dsa_augment
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.models.convnet import (
@@ -199,6 +201,7 @@ def make_train_fn(
   adversarial_attack: Attack | None = None,
   attack_input_space: str = 'normalized',
   return_loss_sums: bool = False,
+  seed_axis: str = 'vmap',
 ) -> Callable[..., Params]:
   """`train(keys, images, labels) -> stacked params`: one jitted program for N seeds.
 
@@ -206,6 +209,12 @@ def make_train_fn(
   Every leaf of the result has a leading seed axis [N, ...]. Compiles once per
   (number of seeds, set shape); the jitted function is cached per argument set
   (all hashable), so repeated `train_seeds` calls reuse the compiled program.
+
+  seed_axis: `vmap` batches the seeds (every conv becomes a grouped conv with
+  one group per seed: fast on GPU/TPU); `map` runs them one after the other
+  inside the same program (`lax.map`), which XLA:CPU runs faster, since its
+  grouped convolutions are slow (measured: 5 vmapped seeds 9.9 s/epoch against
+  0.28 s/epoch for one seed, IPC 10, 2-core CPU). Both give the same numbers.
   """
   bound = functools.partial(
     train_one,
@@ -216,7 +225,16 @@ def make_train_fn(
     attack_input_space=attack_input_space,
     return_loss_sums=return_loss_sums,
   )
-  return jax.jit(jax.vmap(bound, in_axes=(0, None, None)))
+  if seed_axis == 'vmap':
+    return jax.jit(jax.vmap(bound, in_axes=(0, None, None)))
+  if seed_axis == 'map':
+    return jax.jit(lambda keys, images, labels: lax.map(lambda k: bound(k, images, labels), keys))
+  raise ValueError(f"unknown seed_axis {seed_axis!r}; choose from ('vmap', 'map')")
+
+
+def default_seed_axis() -> str:
+  """`map` on CPU (grouped convolutions are slow there), `vmap` on GPU and TPU."""
+  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
 
 
 def seed_keys(seeds: Sequence[int] | jax.Array) -> jax.Array:
@@ -235,13 +253,19 @@ def train_seeds(
   spec: DatasetSpec,
   adversarial_attack: Attack | None = None,
   attack_input_space: str = 'normalized',
+  seed_axis: str | None = None,
+  mesh: Mesh | None = None,
 ) -> Params:
-  """Trains one model per seed on the same set, all seeds in one vmapped program.
+  """Trains one model per seed on the same set, all seeds in one jitted program.
 
   Args:
     seeds: int seeds, or an array of [N] `jax.random` keys.
     images, labels, recipe, model, spec, adversarial_attack, attack_input_space:
       as `train_one`.
+    seed_axis: `vmap` or `map` (see `make_train_fn`); None picks the backend's
+      faster one (`default_seed_axis`).
+    mesh: a 1-D device mesh to shard the seed axis over (N must be a multiple of
+      its size); seeds are then vmapped and `jit` splits them over the devices.
 
   Returns:
     Stacked Flax variables: every leaf [N, ...], for `model.apply` on normalised input.
@@ -250,7 +274,18 @@ def train_seeds(
     FloatingPointError: a seed's trained parameters contain NaN or inf.
   """
   keys = seed_keys(seeds)
-  train = make_train_fn(recipe, model, spec, adversarial_attack, attack_input_space)
+  if mesh is not None:
+    sharding.check_divisible(keys.shape[0], mesh, 'the number of seeds')
+    keys = jax.device_put(keys, sharding.leading_axis_sharding(mesh))
+    seed_axis = 'vmap'
+  train = make_train_fn(
+    recipe,
+    model,
+    spec,
+    adversarial_attack,
+    attack_input_space,
+    seed_axis=seed_axis or default_seed_axis(),
+  )
   stacked = train(keys, jnp.asarray(images, jnp.float32), jnp.asarray(labels))
   finite = jax.tree.map(
     lambda leaf: np.asarray(jnp.all(jnp.isfinite(leaf), axis=tuple(range(1, leaf.ndim)))), stacked

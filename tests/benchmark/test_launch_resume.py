@@ -27,16 +27,29 @@ def model_pool(tmp_path_factory):
   spec = get_dataset_spec('cifar10')
   for index, method in enumerate(['DC', 'DM']):
     params = init_params(ConvNet(10), spec, jax.random.key(index))
-    save_checkpoint(str(pool / f'{method}_seed0'), params, {
-      'method': method, 'dataset': 'cifar10', 'ipc': 10, 'seed': 0, 'training': 'standard'})
+    save_checkpoint(
+      str(pool / f'{method}_seed0'),
+      params,
+      {'method': method, 'dataset': 'cifar10', 'ipc': 10, 'seed': 0, 'training': 'standard'},
+    )
   return pool
 
 
 def _command(pool, data_dir, workdir):
-  return [sys.executable, str(REPO / 'launch.py'), f'--config={REPO}/configs/default.py',
-          f'--model_pool={pool}', f'--data_dir={data_dir}', f'--workdir={workdir}',
-          '--ipc=10', '--attacks=fgsm,pgd', '--modes=untargeted', '--num_examples=32',
-          '--batch_size=32', '--seed=7']
+  return [
+    sys.executable,
+    str(REPO / 'launch.py'),
+    f'--config={REPO}/configs/default.py',
+    f'--model_pool={pool}',
+    f'--data_dir={data_dir}',
+    f'--workdir={workdir}',
+    '--ipc=10',
+    '--attacks=fgsm,pgd',
+    '--modes=untargeted',
+    '--num_examples=32',
+    '--batch_size=32',
+    '--seed=7',
+  ]
 
 
 def _comparable(workdir):
@@ -52,8 +65,13 @@ def _key(record):
 def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   reference = tmp_path / 'reference'
-  subprocess.run(_command(model_pool, beard_data_dir, reference), check=True, env=env,
-                 capture_output=True, cwd=REPO)
+  subprocess.run(
+    _command(model_pool, beard_data_dir, reference),
+    check=True,
+    env=env,
+    capture_output=True,
+    cwd=REPO,
+  )
   expected = sorted(_comparable(reference), key=_key)
   assert len(expected) == 2 * 3  # Two models × (clean, fgsm, pgd).
 
@@ -61,8 +79,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_
   rng = random.Random(0)
   kills = 0
   while True:
-    process = subprocess.Popen(_command(model_pool, beard_data_dir, resumed), env=env, cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+      _command(model_pool, beard_data_dir, resumed),
+      env=env,
+      cwd=REPO,
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+    )
     if kills < 3:
       time.sleep(rng.uniform(4.0, 12.0))
       if process.poll() is None:
@@ -84,7 +107,8 @@ def test_a_workdir_of_another_protocol_is_refused(model_pool, beard_data_dir, tm
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   command = _command(model_pool, beard_data_dir, tmp_path) + ['--attacks=fgsm']
   subprocess.run(command, check=True, env=env, capture_output=True, cwd=REPO)
-  result = subprocess.run(command + ['--protocol=beard'], env=env, capture_output=True,
-                          text=True, cwd=REPO)
+  result = subprocess.run(
+    command + ['--protocol=beard'], env=env, capture_output=True, text=True, cwd=REPO
+  )
   assert result.returncode != 0
   assert 'holds results of another config' in result.stderr

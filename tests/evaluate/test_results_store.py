@@ -8,8 +8,18 @@ from beard_jax.evaluate.results import ResultStore, WorkdirConflictError, cell_k
 
 
 def _record(attack, targeted=False, **extra):
-  return dict(method='DC', dataset='cifar10', ipc=10, seed=0, protocol='standard',
-              training='standard', attack=attack, targeted=targeted, robust_acc=1.0, **extra)
+  return dict(
+    method='DC',
+    dataset='cifar10',
+    ipc=10,
+    seed=0,
+    protocol='standard',
+    training='standard',
+    attack=attack,
+    targeted=targeted,
+    robust_acc=1.0,
+    **extra,
+  )
 
 
 def test_records_survive_a_reopen_and_cells_are_skipped(tmp_path):

@@ -21,8 +21,9 @@ def _linear_model():
 def _sign_attack(eps):
   def attack(apply_fn, params, x, y, key):
     del key
-    grad = jax.grad(lambda z: -jnp.sum(jax.nn.log_softmax(apply_fn(params, z))[
-      jnp.arange(z.shape[0]), y]))(x)
+    grad = jax.grad(
+      lambda z: -jnp.sum(jax.nn.log_softmax(apply_fn(params, z))[jnp.arange(z.shape[0]), y])
+    )(x)
     return jnp.clip(x + eps * jnp.sign(grad), 0.0, 1.0)
 
   return attack
@@ -36,8 +37,16 @@ def test_records_match_a_direct_computation_with_a_padded_last_batch():
   labels[:3] = (labels[:3] + 1) % 3  # Three examples the model gets wrong.
   attack = _sign_attack(0.5)
   calls = []
-  run = run_attack(attack, apply_fn, params, images, labels, key=jax.random.key(0),
-                   batch_size=4, on_batch=lambda i, n, s: calls.append((i, n)))
+  run = run_attack(
+    attack,
+    apply_fn,
+    params,
+    images,
+    labels,
+    key=jax.random.key(0),
+    batch_size=4,
+    on_batch=lambda i, n, s: calls.append((i, n)),
+  )
   x_adv = np.asarray(attack(apply_fn, params, jnp.asarray(images), jnp.asarray(labels), None))
   adv_pred = np.argmax(apply_fn(params, x_adv), -1)
   clean_correct = np.argmax(apply_fn(params, images), -1) == labels
@@ -55,16 +64,32 @@ def test_clean_pass_changes_nothing_and_targets_are_checked():
   apply_fn, params = _linear_model()
   images = np.random.default_rng(2).uniform(size=(6, 2, 2, 1)).astype(np.float32)
   labels = np.zeros(6, np.int32)
-  run = run_attack(identity_attack, apply_fn, params, images, labels, key=jax.random.key(0),
-                   batch_size=6)
+  run = run_attack(
+    identity_attack, apply_fn, params, images, labels, key=jax.random.key(0), batch_size=6
+  )
   np.testing.assert_array_equal(run.clean_correct, run.adv_correct)
   assert run.attack_success_rate == 0.0 and run.seconds_per_success is None
   with pytest.raises(ValueError, match='targets must have shape'):
-    run_attack(identity_attack, apply_fn, params, images, labels, key=jax.random.key(0),
-               batch_size=6, targets=np.zeros(5, np.int32))
+    run_attack(
+      identity_attack,
+      apply_fn,
+      params,
+      images,
+      labels,
+      key=jax.random.key(0),
+      batch_size=6,
+      targets=np.zeros(5, np.int32),
+    )
   with pytest.raises(ValueError, match='NaN'):
-    run_attack(identity_attack, apply_fn, params, np.full_like(images, np.nan), labels,
-               key=jax.random.key(0), batch_size=6)
+    run_attack(
+      identity_attack,
+      apply_fn,
+      params,
+      np.full_like(images, np.nan),
+      labels,
+      key=jax.random.key(0),
+      batch_size=6,
+    )
 
 
 def test_targeted_success_means_hitting_the_target():
@@ -74,11 +99,20 @@ def test_targeted_success_means_hitting_the_target():
   targets = (labels + 1) % 3
 
   def to_target(apply_fn, params, x, y, key):
-    grad = jax.grad(lambda z: jnp.sum(jax.nn.log_softmax(apply_fn(params, z))[
-      jnp.arange(z.shape[0]), y]))(x)
+    grad = jax.grad(
+      lambda z: jnp.sum(jax.nn.log_softmax(apply_fn(params, z))[jnp.arange(z.shape[0]), y])
+    )(x)
     return x + 5.0 * jnp.sign(grad)
 
-  run = run_attack(to_target, apply_fn, params, images, labels, key=jax.random.key(0),
-                   batch_size=8, targets=targets)
+  run = run_attack(
+    to_target,
+    apply_fn,
+    params,
+    images,
+    labels,
+    key=jax.random.key(0),
+    batch_size=8,
+    targets=targets,
+  )
   np.testing.assert_array_equal(run.success, run.clean_correct & (run.adv_pred == targets))
   assert run.targeted

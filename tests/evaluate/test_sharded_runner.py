@@ -12,7 +12,7 @@ import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
-_SCRIPT = textwrap.dedent('''
+_SCRIPT = textwrap.dedent("""
   import jax, numpy as np
   import attacks
   from beard_jax import sharding
@@ -43,13 +43,13 @@ _SCRIPT = textwrap.dedent('''
   else:
     raise AssertionError('batch 12 on 8 devices was accepted')
   print('sharded == single')
-''')
+""")
 
 
 def test_sharded_attack_run_equals_single_device():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8',
-             JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', _SCRIPT], env=env, capture_output=True,
-                          text=True, cwd=REPO, timeout=600)
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu')
+  result = subprocess.run(
+    [sys.executable, '-c', _SCRIPT], env=env, capture_output=True, text=True, cwd=REPO, timeout=600
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'sharded == single' in result.stdout

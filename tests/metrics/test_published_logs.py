@@ -20,7 +20,9 @@ LOGS = [PUBLISHED / f'BACON_ConvNet_CIFAR10_{ipc}_evaluation_log.txt' for ipc in
 def results():
   completed = subprocess.run(
     [sys.executable, '-m', 'beard_jax.metrics', '--beard_logs=' + ','.join(map(str, LOGS))],
-    capture_output=True, text=True, check=True,
+    capture_output=True,
+    text=True,
+    check=True,
   )
   rows = json.loads(completed.stdout)['results']
   return {(r['ipc'], r['mode']): r for r in rows if r['adversary'] == 'all'}
@@ -39,5 +41,10 @@ def test_ipc1_targeted_matches_published_toolkit_output(results):
 def test_targeted_rows_drop_deepfool_and_autoattack(results):
   assert sorted(results[(50, 'targeted')]['attacks']) == ['cw', 'fgsm', 'pgd', 'pgd_l2']
   assert sorted(results[(50, 'untargeted')]['attacks']) == [
-    'aa', 'cw', 'deepfool', 'fgsm', 'pgd', 'pgd_l2',
+    'aa',
+    'cw',
+    'deepfool',
+    'fgsm',
+    'pgd',
+    'pgd_l2',
   ]

@@ -30,7 +30,7 @@ def test_round_trip_is_bit_exact(tmp_path, params):
   flat_a = jax.tree_util.tree_leaves_with_path(params)
   flat_b = jax.tree_util.tree_leaves_with_path(loaded)
   assert [p for p, _ in flat_a] == [p for p, _ in flat_b]
-  for (_, a), (_, b) in zip(flat_a, flat_b):
+  for (_, a), (_, b) in zip(flat_a, flat_b, strict=False):
     assert np.asarray(a).dtype == b.dtype
     np.testing.assert_array_equal(np.asarray(a), b)
   assert list_checkpoints(tmp_path) == [stem]

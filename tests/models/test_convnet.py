@@ -20,7 +20,12 @@ from beard_jax.models.torch_import import (
 PUBLISHED_PARAMETER_COUNTS = {'cifar10': 320_010, 'cifar100': 504_420, 'tinyimagenet': 1_938_120}
 # ../shared/data/README.md: clean CIFAR-10 test accuracy of BEARD's six checkpoints.
 PUBLISHED_ACCURACIES = {
-  'BACON': 69.95, 'DC': 54.31, 'DM': 62.06, 'DSA': 60.48, 'IDM': 66.91, 'MTT': 69.66,
+  'BACON': 69.95,
+  'DC': 54.31,
+  'DM': 62.06,
+  'DSA': 60.48,
+  'IDM': 66.91,
+  'MTT': 69.66,
 }
 
 
@@ -41,7 +46,8 @@ def test_pixel_apply_fn_equals_normalised_apply_fn():
   np.testing.assert_allclose(
     make_apply_fn(model, spec, 'pixels')(params, x),
     make_apply_fn(model, spec, 'normalized')(params, normalised),
-    rtol=1e-5, atol=1e-5,
+    rtol=1e-5,
+    atol=1e-5,
   )
   with pytest.raises(ValueError, match='input_space'):
     make_apply_fn(model, spec, 'rgb')
@@ -60,29 +66,41 @@ def test_state_dict_round_trip_orders_axes_like_pytorch():
     'classifier.bias': rng.normal(size=3).astype(np.float32),
   }
   params = convert_state_dict(state, model, image_size=4)
-  np.testing.assert_array_equal(params['params']['conv0']['kernel'][:, :, 1, 0],
-                                state['features.0.weight'][0, 1])
+  np.testing.assert_array_equal(
+    params['params']['conv0']['kernel'][:, :, 1, 0], state['features.0.weight'][0, 1]
+  )
   # Feature map after the block is [1, 2, 2, C=2]; PyTorch flattens [C, H, W].
   features = jnp.arange(8.0).reshape(1, 2, 2, 2)
   torch_order = np.transpose(np.asarray(features), (0, 3, 1, 2)).reshape(1, -1)
   expected = torch_order @ state['classifier.weight'].T + state['classifier.bias']
   kernel = params['params']['classifier']['kernel']
   flat = jnp.transpose(features, (0, 3, 1, 2)).reshape(1, -1)
-  np.testing.assert_allclose(flat @ kernel + params['params']['classifier']['bias'], expected,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    flat @ kernel + params['params']['classifier']['bias'], expected, rtol=1e-5
+  )
 
 
 def test_mismatched_state_dicts_are_refused():
   model = ConvNet(10)
-  good = {k: np.zeros(s, np.float32) for k, s in {
-    'features.0.weight': (128, 3, 3, 3), 'features.0.bias': (128,),
-    'features.1.weight': (128,), 'features.1.bias': (128,),
-    'features.4.weight': (128, 128, 3, 3), 'features.4.bias': (128,),
-    'features.5.weight': (128,), 'features.5.bias': (128,),
-    'features.8.weight': (128, 128, 3, 3), 'features.8.bias': (128,),
-    'features.9.weight': (128,), 'features.9.bias': (128,),
-    'classifier.weight': (10, 2048), 'classifier.bias': (10,),
-  }.items()}
+  good = {
+    k: np.zeros(s, np.float32)
+    for k, s in {
+      'features.0.weight': (128, 3, 3, 3),
+      'features.0.bias': (128,),
+      'features.1.weight': (128,),
+      'features.1.bias': (128,),
+      'features.4.weight': (128, 128, 3, 3),
+      'features.4.bias': (128,),
+      'features.5.weight': (128,),
+      'features.5.bias': (128,),
+      'features.8.weight': (128, 128, 3, 3),
+      'features.8.bias': (128,),
+      'features.9.weight': (128,),
+      'features.9.bias': (128,),
+      'classifier.weight': (10, 2048),
+      'classifier.bias': (10,),
+    }.items()
+  }
   convert_state_dict(good, model, 32)
   with pytest.raises(CheckpointMismatchError, match='missing'):
     convert_state_dict({k: v for k, v in good.items() if k != 'classifier.bias'}, model, 32)
@@ -97,7 +115,11 @@ def test_mismatched_state_dicts_are_refused():
 
 def test_beard_checkpoint_names_parse():
   assert parse_beard_checkpoint_name('x/DSA_ConvNet_CIFAR10_50_None_0.6048.pth') == {
-    'method': 'DSA', 'dataset': 'CIFAR10', 'ipc': 50, 'tag': 'None', 'recorded_acc': 0.6048,
+    'method': 'DSA',
+    'dataset': 'CIFAR10',
+    'ipc': 50,
+    'tag': 'None',
+    'recorded_acc': 0.6048,
   }
   assert parse_beard_checkpoint_name('DC_ConvNet_CIFAR10_50_None.pth')['recorded_acc'] is None
   with pytest.raises(ValueError, match='BEARD model-pool name'):
@@ -118,7 +140,7 @@ def test_published_checkpoints_score_published_accuracies(real_data_path):
     params = load_torch_convnet(path, model, 32)
     correct = 0
     for start in range(0, len(labels), 1000):
-      logits = apply_fn(params, images[start:start + 1000])
-      correct += int((np.argmax(logits, -1) == labels[start:start + 1000]).sum())
+      logits = apply_fn(params, images[start : start + 1000])
+      correct += int((np.argmax(logits, -1) == labels[start : start + 1000]).sum())
     measured[parse_beard_checkpoint_name(path)['method']] = round(100 * correct / len(labels), 2)
   assert measured == PUBLISHED_ACCURACIES
