@@ -95,7 +95,8 @@ def load_checkpoint(stem_or_sidecar: str | os.PathLike) -> tuple[Any, dict[str, 
   if digest != sidecar['params_sha256'] or len(blob) != sidecar.get('params_bytes'):
     raise CheckpointError(
       f'{params_path}: sha256 {digest[:12]}… ({len(blob)} bytes) does not match the sidecar '
-      f'({sidecar["params_sha256"][:12]}…, {sidecar.get("params_bytes")} bytes): corrupt or replaced'
+      f'({sidecar["params_sha256"][:12]}…, {sidecar.get("params_bytes")} bytes): '
+      'corrupt or replaced'
     )
   try:
     params = serialization.msgpack_restore(blob)
