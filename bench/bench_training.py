@@ -40,6 +40,7 @@ flags.DEFINE_list('ipcs', ['1', '10', '50'], 'images per class (50 is synthetic)
 flags.DEFINE_integer('epochs', 20, 'epochs per run (both sides)')
 flags.DEFINE_integer('seeds', 3, 'N: runs per mode')
 flags.DEFINE_list('modes', list(MODES), f'modes to time, from {MODES}')
+flags.DEFINE_bool('warmup', True, 'one untimed run of the first mode before timing')
 flags.DEFINE_integer('repeats', 1, 'alternating rounds per IPC (medians reported)')
 
 
@@ -100,6 +101,10 @@ def torch_run(recipe, images, labels, seeds: int):
       net.parameters(), lr=lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
 
+  def warmup():
+    net = torch_convnet.TorchConvNet(10).train()
+    torch.nn.functional.cross_entropy(net(x[:2]), y[:2]).backward()
+
   def run():
     for seed in range(seeds):
       torch.manual_seed(seed)
@@ -116,7 +121,7 @@ def torch_run(recipe, images, labels, seeds: int):
           loss.backward()
           opt.step()
 
-  return run
+  return run, warmup
 
 
 def main(argv):
@@ -135,7 +140,10 @@ def main(argv):
     images, labels, source = load_set(ipc)
     runs, compile_seconds = our_runs(recipe, images, labels, FLAGS.seeds, FLAGS.modes)
     if 'torch' in FLAGS.modes:
-      runs['torch'] = torch_run(recipe, images, labels, FLAGS.seeds)
+      runs['torch'], torch_warmup = torch_run(recipe, images, labels, FLAGS.seeds)
+      torch_warmup()
+    for mode in FLAGS.modes[:1] if FLAGS.warmup else ():
+      runs[mode]()  # the process's first XLA execution pays one-off costs
     times = common.time_alternating(runs, FLAGS.repeats)
     print(f'IPC {ipc}: {times}', file=sys.stderr, flush=True)
     medians = {mode: common.median(t) for mode, t in times.items()}
