@@ -12,7 +12,7 @@ from configs import default
 def get_config() -> ml_collections.ConfigDict:
   config = default.get_config()
   config.ipc = 1
-  config.attacks = 'fgsm,pgd,deepfool'
+  config.attacks = 'fgsm,pgd,pgd_l2'  # DeepFool and C&W take minutes per 100 images here.
   config.num_examples = 200
   config.batch_size = 100
   config.seeds = 2
