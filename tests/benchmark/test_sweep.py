@@ -6,12 +6,8 @@ import pathlib
 import subprocess
 import sys
 
-import jax
 import pytest
-
-from beard_jax.data.specs import get_dataset_spec
-from beard_jax.models import ConvNet, init_params
-from beard_jax.models.checkpoints import save_checkpoint
+from pool_fixtures import write_model_pool
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMING_FIELDS = {'attack_seconds', 'compile_seconds', 'ast', 'versions', 'model_path'}
@@ -19,16 +15,7 @@ TIMING_FIELDS = {'attack_seconds', 'compile_seconds', 'ast', 'versions', 'model_
 
 @pytest.fixture(scope='module')
 def model_pool(tmp_path_factory):
-  pool = tmp_path_factory.mktemp('pool')
-  spec = get_dataset_spec('cifar10')
-  for index, method in enumerate(['DC', 'DM', 'MTT']):
-    params = init_params(ConvNet(10), spec, jax.random.key(index))
-    save_checkpoint(
-      str(pool / f'{method}_seed0'),
-      params,
-      {'method': method, 'dataset': 'cifar10', 'ipc': 10, 'seed': 0, 'training': 'standard'},
-    )
-  return pool
+  return write_model_pool(tmp_path_factory.mktemp('pool'), ['DC', 'DM', 'MTT'])
 
 
 def _run(pool, data_dir, workdir, *extra):
