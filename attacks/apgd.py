@@ -36,7 +36,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import losses
+from attacks import losses, targets
 
 Attack = Callable[..., jax.Array]
 
@@ -421,27 +421,13 @@ def make_apgd_t(
   if n_target_classes < 1:
     raise ValueError(f'n_target_classes must be >= 1, found {n_target_classes}')
 
-  def attack(apply_fn, params, x, y, key) -> jax.Array:
-    x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y, jnp.int32)
-    num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
-    if n_target_classes > num_classes - 1:
-      raise ValueError(f'n_target_classes={n_target_classes} > K - 1 = {num_classes - 1}')
-    x_adv, _ = apgd_t_masked(
-      apply_fn,
-      params,
-      x,
-      y,
-      key,
-      jnp.ones(x.shape[:1], bool),
-      eps=eps,
-      steps=steps,
-      n_restarts=n_restarts,
-      n_target_classes=n_target_classes,
-      rho=rho,
-      clip_min=clip_min,
-      clip_max=clip_max,
-    )
-    return x_adv
-
-  return attack
+  return targets.attack_every_point(
+    apgd_t_masked,
+    eps=eps,
+    steps=steps,
+    n_restarts=n_restarts,
+    n_target_classes=n_target_classes,
+    rho=rho,
+    clip_min=clip_min,
+    clip_max=clip_max,
+  )

@@ -30,6 +30,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from attacks import targets
 from attacks.apgd import apgd_masked, apgd_t_masked
 from attacks.fab import fab_t_masked
 from attacks.square import square_masked
@@ -99,9 +100,7 @@ def make_autoattack(
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
-    num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
-    if n_target_classes > num_classes - 1:
-      raise ValueError(f'n_target_classes={n_target_classes} > K - 1 = {num_classes - 1}')
+    targets.check_target_count(apply_fn, params, x, n_target_classes)
     robust = jnp.argmax(apply_fn(params, x), axis=-1) == y
     x_out = x
     for i, name in enumerate(STAGES):

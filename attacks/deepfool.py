@@ -29,9 +29,15 @@ linearised boundary between the current prediction p and t,
 `x ← clamp(x + (1 + overshoot) · |f_p - f_t| · (w_t - w_p) / ||w_t - w_p||²)`,
 until argmax = t.
 
-All class gradients of the whole batch come from one forward pass and a
-vmapped VJP per class (memory: K·B·H·W·C floats); per-sample convergence is a
-mask inside a `lax.while_loop`.
+All class gradients of the samples in flight come from one forward pass and a
+vmapped VJP per class (memory: K·S·H·W·C floats for S samples in flight).
+
+Cost. Most samples cross the boundary in a few steps, a few take all 50: a
+batch stepped in lock-step until its last sample finishes costs (batch × the
+slowest sample's steps). With `slots=S` the batch is a work queue instead: S
+samples are in flight, and the moment one finishes (fooled, or out of steps)
+its slot loads the next sample of the batch, so the cost follows the sum of the
+samples' own step counts. Each sample's trajectory is the same either way.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ def make_deepfool(
   targeted: bool = False,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
+  slots: int | None = 16,
 ):
   """Builds DeepFool (torchattacks `DeepFool` untargeted; a targeted variant of ours).
 
@@ -64,6 +71,8 @@ def make_deepfool(
     targeted: y are targets; step towards the target class until it wins.
     clip_min: lower end of the box clamped to after every step.
     clip_max: upper end of the box.
+    slots: samples in flight (see the module docstring); None steps the whole batch in
+      lock-step. The result does not depend on it (up to float rounding of the batch size).
 
   Returns:
     `attack(apply_fn, params, x, y, key) -> x_adv`: x [B, H, W, C] float32,
@@ -71,8 +80,10 @@ def make_deepfool(
     unchanged where it was already misclassified, or already the target).
 
   Raises:
-    ValueError: `candidates` < 2, or `candidates` with `targeted`.
+    ValueError: `candidates` < 2, `candidates` with `targeted`, or `slots` < 1.
   """
+  if slots is not None and slots < 1:
+    raise ValueError(f'slots must be None or >= 1, got {slots}')
   if candidates is not None and candidates < 2:
     raise ValueError(f'candidates must be None or >= 2 (label plus a rival), got {candidates}')
   if candidates is not None and targeted:
@@ -114,6 +125,11 @@ def make_deepfool(
     delta = jnp.abs(f_diff) * w_diff / jnp.sum(jnp.square(w_diff), axis=1, keepdims=True)
     return delta.reshape(x_adv.shape)
 
+  def step_towards(logits, vjp_fn, y, cls, pred, x_adv):
+    if targeted:
+      return targeted_step(logits, vjp_fn, y, pred, x_adv)
+    return untargeted_step(logits, vjp_fn, y, cls, x_adv)
+
   def attack(apply_fn, params, x, y, key):
     del key  # deterministic
     x = jnp.asarray(x, jnp.float32)
@@ -124,25 +140,39 @@ def make_deepfool(
       cls = jnp.broadcast_to(jnp.arange(num_classes, dtype=jnp.int32), (batch, num_classes))
     else:
       cls = jax.lax.top_k(apply_fn(params, x), candidates)[1].astype(jnp.int32)
+    in_flight = batch if slots is None else min(slots, batch)
+
+    def load(index):
+      """The sample at `index` [S] (batch = an empty slot): image, label, candidates."""
+      safe = jnp.minimum(index, batch - 1)
+      return x[safe], y[safe], cls[safe]
 
     def body(state):
-      step, x_adv, active = state
-      logits, vjp_fn = jax.vjp(lambda z: apply_fn(params, z), x_adv)
+      out, index, x_slot, y_slot, cls_slot, taken, next_index = state
+      logits, vjp_fn = jax.vjp(lambda z: apply_fn(params, z), x_slot)
       pred = jnp.argmax(logits, axis=1).astype(jnp.int32)
-      active = active & ((pred != y) if targeted else (pred == y))
-      if targeted:
-        delta = targeted_step(logits, vjp_fn, y, pred, x_adv)
-      else:
-        delta = untargeted_step(logits, vjp_fn, y, cls, x_adv)
-      stepped = clip_box(x_adv + (1 + overshoot) * delta, clip_min, clip_max)
-      x_adv = jnp.where(active[:, None, None, None], stepped, x_adv)
-      return step + 1, x_adv, active
+      unfinished = (pred != y_slot) if targeted else (pred == y_slot)
+      active = (index < batch) & unfinished & (taken < steps)
+      delta = step_towards(logits, vjp_fn, y_slot, cls_slot, pred, x_slot)
+      stepped = clip_box(x_slot + (1 + overshoot) * delta, clip_min, clip_max)
+      x_slot = jnp.where(active[:, None, None, None], stepped, x_slot)
+      # A finished slot hands its sample to `out` and takes the next one of the batch.
+      done = (index < batch) & ~active
+      out = out.at[jnp.where(done, index, batch)].set(x_slot, mode='drop')
+      fresh = jnp.where(done, next_index + jnp.cumsum(done) - 1, index)
+      fresh = jnp.where(done & (fresh >= batch), batch, fresh)
+      x_new, y_new, cls_new = load(fresh)
+      x_slot = jnp.where(done[:, None, None, None], x_new, x_slot)
+      y_slot = jnp.where(done, y_new, y_slot)
+      cls_slot = jnp.where(done[:, None], cls_new, cls_slot)
+      taken = jnp.where(done, 0, taken + 1)
+      return out, fresh, x_slot, y_slot, cls_slot, taken, next_index + jnp.sum(done)
 
     def cond(state):
-      step, _, active = state
-      return (step < steps) & jnp.any(active)
+      return jnp.any(state[1] < batch)
 
-    init = (jnp.zeros((), jnp.int32), x, jnp.ones((batch,), jnp.bool_))
-    return jax.lax.while_loop(cond, body, init)[1]
+    index = jnp.arange(in_flight, dtype=jnp.int32)
+    init = (x, index, *load(index), jnp.zeros((in_flight,), jnp.int32), jnp.int32(in_flight))
+    return jax.lax.while_loop(cond, body, init)[0]
 
   return attack

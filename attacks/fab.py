@@ -32,6 +32,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from attacks import targets
+
 Attack = Callable[..., jax.Array]
 
 
@@ -264,29 +266,15 @@ def make_fab_t(
       f'{n_restarts}, {n_target_classes}'
     )
 
-  def attack(apply_fn, params, x, y, key) -> jax.Array:
-    x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y, jnp.int32)
-    num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
-    if n_target_classes > num_classes - 1:
-      raise ValueError(f'n_target_classes={n_target_classes} > K - 1 = {num_classes - 1}')
-    x_adv, _ = fab_t_masked(
-      apply_fn,
-      params,
-      x,
-      y,
-      key,
-      jnp.ones(x.shape[:1], bool),
-      eps=eps,
-      steps=steps,
-      n_restarts=n_restarts,
-      n_target_classes=n_target_classes,
-      alpha_max=alpha_max,
-      eta=eta,
-      beta=beta,
-      clip_min=clip_min,
-      clip_max=clip_max,
-    )
-    return x_adv
-
-  return attack
+  return targets.attack_every_point(
+    fab_t_masked,
+    eps=eps,
+    steps=steps,
+    n_restarts=n_restarts,
+    n_target_classes=n_target_classes,
+    alpha_max=alpha_max,
+    eta=eta,
+    beta=beta,
+    clip_min=clip_min,
+    clip_max=clip_max,
+  )

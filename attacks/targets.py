@@ -88,3 +88,36 @@ def get_target_fn(rule: str, num_classes: int | None = None) -> TargetFn:
   if rule not in TARGET_RULES:
     raise ValueError(f'unknown target rule {rule!r}; choose from {sorted(TARGET_RULES)}')
   return TARGET_RULES[rule](num_classes)
+
+
+def check_target_count(apply_fn, params, x: jax.Array, n_target_classes: int) -> None:
+  """Raises a clear error when `n_target_classes` exceeds K − 1 for the model's K logits."""
+  num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
+  if n_target_classes > num_classes - 1:
+    raise ValueError(f'n_target_classes={n_target_classes} > K - 1 = {num_classes - 1}')
+
+
+def attack_every_point(masked_attack: Callable[..., tuple[jax.Array, jax.Array]], **hparams):
+  """Turns a masked ranked-target attack (APGD-T, FAB-T) into `attack(apply_fn, params, x, y, key)`.
+
+  AutoAttack runs each stage on the points still robust (`active`); a stand-alone attack runs it
+  on every point. This wrapper casts the inputs, checks `n_target_classes ≤ K − 1` once the
+  logits' K is known, and calls `masked_attack(apply_fn, params, x, y, key, active, **hparams)`
+  with every point active.
+
+  Args:
+    masked_attack: returns `(x_adv [B, ...], fooled [B] bool)`.
+    **hparams: keyword arguments of `masked_attack`, `n_target_classes` among them.
+
+  Returns:
+    `attack(apply_fn, params, x [B, H, W, C], y [B] int, key) -> x_adv [B, H, W, C]`.
+  """
+
+  def attack(apply_fn, params, x, y, key) -> jax.Array:
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y, jnp.int32)
+    check_target_count(apply_fn, params, x, hparams['n_target_classes'])
+    x_adv, _ = masked_attack(apply_fn, params, x, y, key, jnp.ones(x.shape[:1], bool), **hparams)
+    return x_adv
+
+  return attack

@@ -34,7 +34,7 @@ def beard_data_dir() -> pathlib.Path:
   return _real_data_path('.')
 
 
-@pytest.fixture
+@pytest.fixture(scope='session')
 def real_data_path():
   """A function `relative -> Path` under `$BEARD_DATA_DIR` that skips when the file is missing."""
   return _real_data_path

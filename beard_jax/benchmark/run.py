@@ -191,7 +191,7 @@ def run_cells(
       key=_attack_key(config.seed, cell.key(protocol.name)),
       batch_size=config.batch_size,
       targets=targets if cell.targeted else None,
-      on_batch=CellProgress(label, config.batch_size),
+      on_batch=CellProgress(label, config.batch_size) if sharding.is_primary_process() else None,
       mesh=mesh,
     )
     store.add(_record(cell, protocol, run, hparams, versions))
@@ -252,12 +252,15 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   spec = get_dataset_spec(config.dataset)
   protocol = protocols.get_protocol(config.protocol)
   store_config = (config.workdir, config.to_dict(), provenance.config_hash(result_config(config)))
+  primary = sharding.is_primary_process()
   if config.merge:
     store = ResultStore(*store_config)
     merge_task_results(config, store)
     write_outputs(config, store.records)
     return store.records
-  store = ResultStore(*store_config, results_file=_task_file(config))
+  # Multi-process: every process reads the workdir before any writes (the first cell is a
+  # collective), then only the primary process writes.
+  store = ResultStore(*store_config, results_file=_task_file(config), writer=primary)
 
   test_set = load_real_dataset(spec.name, 'test', data_dir=config.data_dir or None)
   images, labels = test_set.images, np.asarray(test_set.labels, np.int32)
@@ -279,7 +282,7 @@ def run_benchmark(config) -> list[dict[str, Any]]:
     )
   mesh = sharding.make_mesh(sharding.BATCH_AXIS) if jax.device_count() > 1 else None
   run_cells(cells, config, store, images, labels, spec, mesh)
-  if config.num_tasks == 1:
+  if config.num_tasks == 1 and primary:
     outputs = write_outputs(config, store.records)
     logging.info('report: %s', outputs['report'])
   return store.records

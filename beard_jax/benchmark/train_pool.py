@@ -140,26 +140,28 @@ def train_model_pool(
         len(seeds),
         seconds,
       )
-      for index, (seed, stem) in enumerate(zip(seeds, stems, strict=False)):
-        checkpoints.save_checkpoint(
-          stem,
-          jax.tree.map(lambda leaf, i=index: leaf[i], stacked),
-          {
-            'method': method,
-            'dataset': spec.name,
-            'ipc': ipc,
-            'seed': seed,
-            'training': training,
-            'train_attack': config.train_attack or None,
-            'protocol': protocol.name,
-            'recipe': recipe._asdict(),
-            'source': source,
-            'clean_acc': float(accuracies[index]),
-            'train_seconds_all_seeds': seconds,
-            'num_test_examples': len(test_labels),
-            'versions': provenance.library_versions(),
-          },
-        )
+      if sharding.is_primary_process():  # the others wait at the barrier
+        for index, (seed, stem) in enumerate(zip(seeds, stems, strict=False)):
+          checkpoints.save_checkpoint(
+            stem,
+            jax.tree.map(lambda leaf, i=index: leaf[i], stacked),
+            {
+              'method': method,
+              'dataset': spec.name,
+              'ipc': ipc,
+              'seed': seed,
+              'training': training,
+              'train_attack': config.train_attack or None,
+              'protocol': protocol.name,
+              'recipe': recipe._asdict(),
+              'source': source,
+              'clean_acc': float(accuracies[index]),
+              'train_seconds_all_seeds': seconds,
+              'num_test_examples': len(test_labels),
+              'versions': provenance.library_versions(),
+            },
+          )
+      sharding.barrier(f'checkpoints of {method} saved')
     entries += [
       ModelEntry(method, spec.name, ipc, seed, training, stem, 'checkpoint')
       for seed, stem in zip(seeds, stems, strict=False)

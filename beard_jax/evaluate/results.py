@@ -39,15 +39,24 @@ class ResultStore:
     config_hash: the hash of the result-relevant part of `config`; a workdir
       whose `config.json` has another hash is refused.
     results_file: the records file inside `workdir` (sweep tasks write their own).
+    writer: False on the non-primary processes of a multi-process run: they read the
+      workdir and keep their records in memory; the primary process writes them.
   """
 
   def __init__(
-    self, workdir: str, config: dict[str, Any], config_hash: str, results_file: str = RESULTS_FILE
+    self,
+    workdir: str,
+    config: dict[str, Any],
+    config_hash: str,
+    results_file: str = RESULTS_FILE,
+    writer: bool = True,
   ):
     self.workdir = workdir
+    self.writer = writer
     self.path = os.path.join(workdir, results_file)
     self.config_hash = config_hash
-    os.makedirs(workdir, exist_ok=True)
+    if writer:
+      os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, CONFIG_FILE)
     if os.path.exists(config_path):
       with open(config_path, encoding='utf-8') as f:
@@ -58,11 +67,12 @@ class ResultStore:
           f'this run {config_hash}); use a new --workdir, or rerun with the config in '
           f'{config_path}'
         )
-    else:
+    elif writer:
       atomic_write_text(
         config_path, json.dumps({'config_hash': config_hash, 'config': config}, indent=2)
       )
-    self._drop_torn_tail()
+    if writer:
+      self._drop_torn_tail()
     self._records = [json.loads(line) for line in read_complete_lines(self.path)]
     self._done = {cell_key(r) for r in self._records}
 
@@ -90,6 +100,7 @@ class ResultStore:
     if key in self._done:
       raise ValueError(f'cell {key} is already recorded in {self.path}')
     record = dict(record, config_hash=self.config_hash)
-    append_line_durably(self.path, json.dumps(record, sort_keys=True))
+    if self.writer:
+      append_line_durably(self.path, json.dumps(record, sort_keys=True))
     self._records.append(record)
     self._done.add(key)

@@ -119,14 +119,6 @@ def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
   return np.concatenate([array, filler], axis=0)
 
 
-def _replicate(array, mesh: Mesh) -> jax.Array:
-  """`array` (identical on every process) as a global array replicated over `mesh`."""
-  array = np.asarray(array)
-  return jax.make_array_from_callback(
-    array.shape, sharding.replicated(mesh), lambda index: array[index]
-  )
-
-
 def _global_batch(batch: np.ndarray, batch_sharding) -> jax.Array:
   """The global batch array, each process contributing its own contiguous slice.
 
@@ -192,7 +184,9 @@ def run_attack(
   if mesh is not None:
     sharding.check_divisible(batch_size, mesh, 'batch_size')
     batch_sharding = sharding.leading_axis_sharding(mesh)
-    params = jax.tree.map(lambda leaf: _replicate(leaf, mesh), params)
+    params = jax.tree.map(
+      lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params
+    )
 
   program = jax.jit(_batch_program(attack, apply_fn, targeted))
   start = time.perf_counter()
@@ -217,7 +211,7 @@ def run_attack(
       x, y, y_attack = (_global_batch(a, batch_sharding) for a in (x, y, y_attack))
     key_data = jax.random.key_data(jax.random.fold_in(key, index))
     if mesh is not None:
-      key_data = _replicate(key_data, mesh)
+      key_data = sharding.global_array(key_data, sharding.replicated(mesh))
     result = compiled(params, x, y, y_attack, key_data)
     result = jax.block_until_ready(result)
     if jax.process_count() > 1:

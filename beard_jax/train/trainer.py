@@ -268,7 +268,8 @@ def train_seeds(
       its size); seeds are then vmapped and `jit` splits them over the devices.
 
   Returns:
-    Stacked Flax variables: every leaf [N, ...], for `model.apply` on normalised input.
+    Stacked Flax variables, every leaf [N, ...] and readable on every process (gathered
+    when the seeds were sharded over several), for `model.apply` on normalised input.
 
   Raises:
     FloatingPointError: a seed's trained parameters contain NaN or inf.
@@ -276,7 +277,7 @@ def train_seeds(
   keys = seed_keys(seeds)
   if mesh is not None:
     sharding.check_divisible(keys.shape[0], mesh, 'the number of seeds')
-    keys = jax.device_put(keys, sharding.leading_axis_sharding(mesh))
+    keys = sharding.global_array(keys, sharding.leading_axis_sharding(mesh))
     seed_axis = 'vmap'
   train = make_train_fn(
     recipe,
@@ -287,6 +288,7 @@ def train_seeds(
     seed_axis=seed_axis or default_seed_axis(),
   )
   stacked = train(keys, jnp.asarray(images, jnp.float32), jnp.asarray(labels))
+  stacked = sharding.gather_across_processes(stacked)
   finite = jax.tree.map(
     lambda leaf: np.asarray(jnp.all(jnp.isfinite(leaf), axis=tuple(range(1, leaf.ndim)))), stacked
   )

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,20 +14,10 @@ from beard_jax.models.torch_import import load_torch_convnet
 CHECKPOINT = 'beard_model_pool/DSA_ConvNet_CIFAR10_50_None_0.6048.pth'
 
 
-def _data_file(relative: str) -> pathlib.Path:
-  root = os.environ.get('BEARD_DATA_DIR')
-  if not root:
-    pytest.skip('BEARD_DATA_DIR is not set: no real data to test on')
-  path = pathlib.Path(root) / relative
-  if not path.exists():
-    pytest.skip(f'real data file {path} is missing (BEARD_DATA_DIR={root})')
-  return path
-
-
 @pytest.fixture(scope='session')
-def cifar_images():
+def cifar_images(real_data_path):
   """The first 48 CIFAR-10 test images: x [48, 32, 32, 3] float32 in [0, 1], y [48] int32."""
-  data = np.load(_data_file('cifar10/test.npz'))
+  data = np.load(real_data_path('cifar10/test.npz'))
   x = jnp.asarray(data['images'][:48], jnp.float32) / 255.0
   y = jnp.asarray(data['labels'][:48], jnp.int32)
   return x, y
@@ -45,9 +32,9 @@ def small_model():
 
 
 @pytest.fixture(scope='session')
-def beard_model():
+def beard_model(real_data_path):
   """BEARD's DSA checkpoint on [0, 1] pixels: (apply_fn, params)."""
   spec = get_dataset_spec('cifar10')
   model = ConvNet(10)
-  params = load_torch_convnet(_data_file(CHECKPOINT), model, spec.image_size)
+  params = load_torch_convnet(real_data_path(CHECKPOINT), model, spec.image_size)
   return make_apply_fn(model, spec, 'pixels'), params

@@ -212,3 +212,40 @@ def test_vmap_over_seeds_equals_loop(name, cifar_images):
     # Batched convolutions may round differently; a sign() step can then flip a rare pixel.
     close = np.isclose(together[s], alone, rtol=1e-4, atol=1e-5)
     assert close.mean() >= 0.999, (name, s, close.mean())
+
+
+@pytest.mark.parametrize('targeted', [False, True])
+def test_deepfool_work_queue_equals_lock_step(beard_model, cifar_images, targeted):
+  """`slots` only schedules the samples: the queue gives each sample its lock-step image."""
+  apply_fn, params = beard_model
+  x, y = cifar_images[0][:8], cifar_images[1][:8]
+  labels = targets.next_class(y, 10) if targeted else y
+  one_by_one = np.concatenate(
+    [
+      _run(
+        'deepfool',
+        apply_fn,
+        params,
+        x[i : i + 1],
+        labels[i : i + 1],
+        steps=10,
+        targeted=targeted,
+        slots=None,
+      )
+      for i in range(len(y))
+    ]
+  )
+  # One slot: every convolution sees a batch of one, as above, so the images are equal.
+  queued = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=1)
+  np.testing.assert_array_equal(np.asarray(queued), one_by_one)
+  changed = np.any(one_by_one != np.asarray(x), axis=(1, 2, 3))
+  assert changed.any()
+  if not targeted:  # misclassified samples come back at once, so slots turn over unevenly
+    assert not changed.all()
+  # Three slots against the whole batch in lock-step: equal up to batch-size float rounding.
+  lock_step = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=None)
+  queued = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=3)
+  np.testing.assert_array_equal(
+    _predict(apply_fn, params, queued), _predict(apply_fn, params, lock_step)
+  )
+  np.testing.assert_allclose(np.asarray(queued), np.asarray(lock_step), atol=1e-3)

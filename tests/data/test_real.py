@@ -43,10 +43,9 @@ def test_cifar10_train_subset_warns(real_data_path):
 
 
 @pytest.fixture(scope='module')
-def tiny_val():
-  root = os.environ.get('BEARD_DATA_DIR')
-  if not root or not os.path.isdir(os.path.join(root, 'tiny-imagenet-200')):
-    pytest.skip('BEARD_DATA_DIR/tiny-imagenet-200 is missing')
+def tiny_val(real_data_path):
+  root = str(real_data_path('.'))
+  real_data_path('tiny-imagenet-200')
   return root, real.load_real_dataset('tiny-imagenet', 'test', root)
 
 

@@ -13,8 +13,6 @@
 from __future__ import annotations
 
 import math
-import os
-import pathlib
 
 import numpy as np
 import pytest
@@ -35,13 +33,6 @@ from beard_jax.models.torch_import import load_torch_convnet  # noqa: E402
 
 CHECKPOINT = 'beard_model_pool/DC_ConvNet_CIFAR10_50_None.pth'
 EPS = 1 / 255  # in pixels: leaves the DC model a robust accuracy well inside (0, 1)
-
-
-def _data_path(relative):
-  root = os.environ.get('BEARD_DATA_DIR')
-  if not root or not (pathlib.Path(root) / relative).exists():
-    pytest.skip(f'real data {relative} not found under BEARD_DATA_DIR={root!r}')
-  return pathlib.Path(root) / relative
 
 
 def _setup(real_data_path, n):
@@ -78,8 +69,8 @@ def _robust_ours(apply_fn, params, x_adv, y):
 
 
 @pytest.fixture(scope='module')
-def small():
-  return _setup(_data_path, 200)
+def small(real_data_path):
+  return _setup(real_data_path, 200)
 
 
 @pytest.mark.parametrize('loss', ['ce', 'dlr'])

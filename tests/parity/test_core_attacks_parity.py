@@ -17,9 +17,6 @@ samples. Every test prints its max abs difference (`pytest -s`).
 
 from __future__ import annotations
 
-import os
-import pathlib
-
 import numpy as np
 import pytest
 
@@ -66,19 +63,12 @@ SETTINGS = {
 }
 
 
-def _data_file(relative):
-  root = os.environ.get('BEARD_DATA_DIR')
-  if not root or not (pathlib.Path(root) / relative).exists():
-    pytest.skip(f'real data {relative} not found under BEARD_DATA_DIR={root!r}')
-  return pathlib.Path(root) / relative
-
-
 @pytest.fixture(scope='module')
-def weights():
+def weights(real_data_path):
   """name → (Flax params, torch state_dict) for the DSA checkpoint and a random init."""
   torch.set_num_threads(1)
   model = ConvNet(10)
-  ckpt = _data_file(CHECKPOINT)
+  ckpt = real_data_path(CHECKPOINT)
   published = torch.load(ckpt, map_location='cpu', weights_only=True)
   torch.manual_seed(0)
   random_sd = TorchConvNet(10).state_dict()
@@ -90,8 +80,8 @@ def weights():
 
 
 @pytest.fixture(scope='module')
-def images():
-  data = np.load(_data_file('cifar10/test.npz'))
+def images(real_data_path):
+  data = np.load(real_data_path('cifar10/test.npz'))
   x = data['images'][:N_FAST].astype(np.float32) / 255.0
   return x, data['labels'][:N_FAST].astype(np.int32)
 
