@@ -31,7 +31,7 @@ lint: install-test
 	$(VENV)/bin/ruff check .
 
 test: lint
-	$(VENV)/bin/pytest -m 'not slow' tests
+	$(VENV)/bin/pytest -m 'not slow' --durations=15 tests
 
 test-slow: install-test
 	$(VENV)/bin/pytest -m slow tests || [ $$? -eq 5 ]  # 5: no slow tests collected

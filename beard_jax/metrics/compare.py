@@ -1,0 +1,117 @@
+"""Our records side by side with BEARD's published accuracies.
+
+  python -m beard_jax.metrics.compare --results=W1/results.jsonl,W2/results.jsonl \
+    --beard_logs=BACON_ConvNet_CIFAR10_50_evaluation_log.txt
+
+Prints a Markdown table, one row per record of ours that has a published counterpart
+(method, dataset, IPC, attack, mode): our accuracy and its example count, the published
+one, the difference, and a verdict. On the full test set the verdict is `equal` when the
+two agree to the published two decimals. On a subset of N images our accuracy estimates
+the full-set one with a binomial error, so the verdict is `within 95 %` when the
+published value lies inside our Wilson 95 % interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Mapping
+
+from absl import app, flags
+
+from beard_jax.metrics import aggregate, beard_log
+
+_RESULTS = flags.DEFINE_list('results', None, 'Our results.jsonl files.', required=True)
+_LOGS = flags.DEFINE_list('beard_logs', None, 'BEARD log files.', required=True)
+_FULL_SET = flags.DEFINE_integer('full_set', 10000, 'Test-set size of the published runs.')
+
+Z_95 = 1.959964
+
+
+def wilson_interval(percent: float, n: int) -> tuple[float, float]:
+  """The Wilson 95 % interval, in percent, of a proportion `percent` % measured on n samples."""
+  p = percent / 100.0
+  centre = (p + Z_95**2 / (2 * n)) / (1 + Z_95**2 / n)
+  half = Z_95 * math.sqrt(p * (1 - p) / n + Z_95**2 / (4 * n * n)) / (1 + Z_95**2 / n)
+  return 100.0 * (centre - half), 100.0 * (centre + half)
+
+
+def _key(record: Mapping) -> tuple:
+  attack = aggregate.canonical_attack_name(record['attack'])
+  return (record['method'].lower(), record['dataset'].lower().replace('-', ''), int(record['ipc']),
+          attack, bool(record['targeted']))  # fmt: skip
+
+
+def compare(
+  ours: Iterable[Mapping], published: Iterable[Mapping], full_set: int = 10000
+) -> list[dict]:
+  """Rows of (ours, published) for every record of ours with a published counterpart.
+
+  Args:
+    ours: our results records (`results.jsonl`).
+    published: records from `beard_log.load_beard_logs`.
+    full_set: the size of the published test set; fewer examples of ours are a subset.
+
+  Returns:
+    Dicts with method, ipc, attack, mode, ours, n, published, diff, low, high, verdict.
+  """
+  reference = {_key(r): r for r in published}
+  rows = []
+  for record in ours:
+    match = reference.get(_key(record))
+    if match is None:
+      continue
+    attack = _key(record)[3]
+    value = record['clean_acc'] if attack == 'clean' else record['robust_acc']
+    expected = match['clean_acc'] if attack == 'clean' else match['robust_acc']
+    n = int(record['num_examples'])
+    low, high = wilson_interval(value, n)
+    if n >= full_set:
+      verdict = 'equal' if round(value, 2) == round(expected, 2) else 'differs'
+    else:
+      verdict = 'within 95 %' if low <= expected <= high else 'outside 95 %'
+    rows.append(
+      dict(method=record['method'], ipc=record['ipc'], attack=attack,
+           mode='targeted' if record['targeted'] else 'untargeted', ours=value, n=n,
+           published=expected, diff=value - expected, low=low, high=high, verdict=verdict)
+    )  # fmt: skip
+  return sorted(rows, key=lambda r: (r['method'], r['ipc'], r['attack'], r['mode'], -r['n']))
+
+
+def markdown_table(rows: list[dict]) -> str:
+  """The rows as a Markdown table (accuracies in %, two decimals)."""
+  lines = [
+    '| method | IPC | attack | mode | ours % | N | 95 % interval | published % | diff | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in rows:
+    lines.append(
+      f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
+      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} | {r["diff"]:+.2f} '
+      f'| {r["verdict"]} |'
+    )
+  return '\n'.join(lines)
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    ours = []
+    for path in _RESULTS.value:
+      with open(path, encoding='utf-8') as f:
+        ours += [json.loads(line) for line in f if line.endswith('\n')]
+    published = beard_log.load_beard_logs(_LOGS.value)
+  except (ValueError, OSError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  rows = compare(ours, published, _FULL_SET.value)
+  if not rows:
+    print('error: no record of ours has a published counterpart', file=sys.stderr)
+    sys.exit(1)
+  print(markdown_table(rows))
+
+
+if __name__ == '__main__':
+  app.run(main)
