@@ -54,7 +54,8 @@ def compare(
     full_set: the size of the published test set; fewer examples of ours are a subset.
 
   Returns:
-    Dicts with method, ipc, attack, mode, ours, n, published, diff, low, high, verdict.
+    Dicts with method, ipc, attack, mode, ours, n, published, diff (points), images (the
+    difference in images of ours), low, high, verdict.
   """
   reference = {_key(r): r for r in published}
   rows = []
@@ -74,7 +75,8 @@ def compare(
     rows.append(
       dict(method=record['method'], ipc=record['ipc'], attack=attack,
            mode='targeted' if record['targeted'] else 'untargeted', ours=value, n=n,
-           published=expected, diff=value - expected, low=low, high=high, verdict=verdict)
+           published=expected, diff=value - expected, images=round((value - expected) * n / 100),
+           low=low, high=high, verdict=verdict)
     )  # fmt: skip
   return sorted(rows, key=lambda r: (r['method'], r['ipc'], r['attack'], r['mode'], -r['n']))
 
@@ -82,13 +84,14 @@ def compare(
 def markdown_table(rows: list[dict]) -> str:
   """The rows as a Markdown table (accuracies in %, two decimals)."""
   lines = [
-    '| method | IPC | attack | mode | ours % | N | 95 % interval | published % | diff | verdict |',
+    '| method | IPC | attack | mode | ours % | N | 95 % interval | published % | diff (images) '
+    '| verdict |',
     '|---|---|---|---|---|---|---|---|---|---|',
   ]
   for r in rows:
     lines.append(
       f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
-      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} | {r["diff"]:+.2f} '
+      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} | {r["diff"]:+.2f} ({r["images"]:+d}) '
       f'| {r["verdict"]} |'
     )
   return '\n'.join(lines)

@@ -48,6 +48,7 @@ def test_full_set_rows_must_match_to_two_decimals():
   assert rows['fgsm', 'targeted']['verdict'] == 'equal'
   assert rows['pgd', 'untargeted']['verdict'] == 'differs'
   assert rows['pgd', 'untargeted']['diff'] == pytest.approx(0.01)
+  assert rows['pgd', 'untargeted']['images'] == 1
   assert rows['deepfool', 'untargeted']['verdict'] == 'within 95 %'
   assert rows['cw', 'untargeted']['verdict'] == 'outside 95 %'
   table = compare.markdown_table(list(rows.values()))
