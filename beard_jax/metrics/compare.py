@@ -91,8 +91,8 @@ def markdown_table(rows: list[dict]) -> str:
   for r in rows:
     lines.append(
       f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
-      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} | {r["diff"]:+.2f} ({r["images"]:+d}) '
-      f'| {r["verdict"]} |'
+      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
+      f'| {r["diff"]:+.2f} ({r["images"]:+d}) | {r["verdict"]} |'
     )
   return '\n'.join(lines)
 
