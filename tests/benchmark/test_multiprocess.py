@@ -1,10 +1,10 @@
-"""Two processes × 4 CPU devices (`jax.distributed`, gloo) give the records of one process × 8.
+"""Two processes × 4 CPU devices (`jax.distributed`, gloo) give the numbers of one process × 8.
 
-The whole of `launch.py` runs: the 8 seeds of the DC IPC-1 set train sharded over the
-8 devices of both processes, the primary process saves the checkpoints while the other
-waits at a barrier, and every attack batch is split over all 8 devices with each process
-feeding its own slice. Only the primary process writes; the records must equal a
-single-process run on 8 devices, once each.
+- `launch.py`: every attack batch is split over the 8 devices of both processes, each
+  process feeding its own slice; only the primary process writes, and the records must
+  equal those of a single-process run on 8 devices, once each.
+- `train_seeds`: 8 seeds sharded over both processes' devices are gathered on every
+  process and equal the single-process run.
 """
 
 import json
@@ -13,37 +13,41 @@ import pathlib
 import socket
 import subprocess
 import sys
+import textwrap
 
+import numpy as np
 import pytest
+from pool_fixtures import write_model_pool
 from test_sweep import TIMING_FIELDS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+
+_TRAIN_SCRIPT = textwrap.dedent("""
+  import sys
+  import jax, numpy as np
+  from beard_jax import sharding
+  from beard_jax.data.specs import DatasetSpec
+  from beard_jax.models import ConvNet
+  from beard_jax.train import TrainRecipe, train_seeds
+  out, address, count, index = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+  sharding.initialize_distributed(address, count, index)
+  assert jax.device_count() == 8, jax.devices()
+  spec = DatasetSpec('tiny16', 4, 16, 3, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
+  rng = np.random.default_rng(0)
+  images = rng.uniform(size=(24, 16, 16, 3)).astype(np.float32)
+  labels = (np.arange(24) % 4).astype(np.int32)
+  recipe = TrainRecipe(batch_size=8, epochs=2, augmentation='crop_flip')
+  stacked = train_seeds(range(8), images, labels, recipe, ConvNet(4, width=8, depth=1), spec,
+                        mesh=sharding.make_mesh(sharding.SEED_AXIS))
+  leaves = jax.tree.leaves(stacked)
+  np.savez(out, *[np.asarray(leaf) for leaf in leaves])
+""")
 
 
 def _free_port() -> int:
   with socket.socket() as s:
     s.bind(('127.0.0.1', 0))
     return s.getsockname()[1]
-
-
-def _command(data_dir, workdir, *extra):
-  return [
-    sys.executable,
-    str(REPO / 'launch.py'),
-    f'--dataset_pool={data_dir / "dataset_pool"}',
-    f'--data_dir={data_dir}',
-    f'--workdir={workdir}',
-    '--dataset=cifar10',
-    '--ipc=1',
-    '--methods=DC',
-    '--seeds=8',
-    '--epochs=2',
-    '--attacks=fgsm',
-    '--modes=untargeted,targeted',
-    '--num_examples=32',
-    '--batch_size=16',
-    *extra,
-  ]
 
 
 def _env(devices: int) -> dict:
@@ -54,30 +58,11 @@ def _env(devices: int) -> dict:
   )
 
 
-def _records(path):
-  lines = pathlib.Path(path).read_text().splitlines()
-  return sorted(
-    ({k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines),
-    key=lambda r: (r['seed'], r['attack'], r['targeted']),
-  )
-
-
-def test_two_processes_equal_one(real_data_path, tmp_path):
-  data_dir = real_data_path('.')
-  real_data_path('dataset_pool/DC/res_DC_CIFAR10_ConvNet_1ipc_3000.pt')
-  subprocess.run(
-    _command(data_dir, tmp_path / 'one'), check=True, env=_env(8), capture_output=True, cwd=REPO
-  )
+def _run_two_processes(command_for_index) -> None:
   address = f'127.0.0.1:{_free_port()}'
   processes = [
     subprocess.Popen(
-      _command(
-        data_dir,
-        tmp_path / 'two',
-        '--num_processes=2',
-        f'--process_id={index}',
-        f'--coordinator_address={address}',
-      ),
+      command_for_index(index, address),
       env=_env(4),
       stdout=subprocess.PIPE,
       stderr=subprocess.PIPE,
@@ -89,14 +74,84 @@ def test_two_processes_equal_one(real_data_path, tmp_path):
   for process in processes:
     _, stderr = process.communicate(timeout=900)
     assert process.returncode == 0, stderr[-3000:]
+
+
+def _launch(pool, data_dir, workdir, *extra):
+  return [
+    sys.executable,
+    str(REPO / 'launch.py'),
+    f'--model_pool={pool}',
+    f'--data_dir={data_dir}',
+    f'--workdir={workdir}',
+    '--ipc=10',
+    '--attacks=fgsm',
+    '--modes=untargeted,targeted',
+    '--num_examples=32',
+    '--batch_size=16',
+    *extra,
+  ]
+
+
+def _records(path):
+  lines = pathlib.Path(path).read_text().splitlines()
+  return sorted(
+    ({k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines),
+    key=lambda r: (r['method'], r['attack'], r['targeted']),
+  )
+
+
+def test_launch_on_two_processes_equals_one(beard_data_dir, tmp_path):
+  pool = write_model_pool(tmp_path / 'pool', ['DC', 'DM'])
+  subprocess.run(
+    _launch(pool, beard_data_dir, tmp_path / 'one'),
+    check=True,
+    env=_env(8),
+    capture_output=True,
+    cwd=REPO,
+  )
+  _run_two_processes(
+    lambda index, address: _launch(
+      pool,
+      beard_data_dir,
+      tmp_path / 'two',
+      '--num_processes=2',
+      f'--process_id={index}',
+      f'--coordinator_address={address}',
+    )
+  )
   single = _records(tmp_path / 'one' / 'results.jsonl')
   multi = _records(tmp_path / 'two' / 'results.jsonl')
-  assert len(single) == 8 * 2 * 2  # 8 seeds × 2 modes × (clean, fgsm)
+  assert len(single) == 2 * 2 * 2  # 2 models × 2 modes × (clean, fgsm)
   # Mean perturbation norms are float sums over a differently split batch.
   norms = [{k: r.pop(k) for k in ('mean_l2', 'mean_linf')} for r in single + multi]
   assert multi == single
   for one, two in zip(norms[: len(single)], norms[len(single) :], strict=True):
     assert one == pytest.approx(two, rel=1e-4)
-  assert sorted(p.name for p in (tmp_path / 'two' / 'models').iterdir()) == sorted(
-    p.name for p in (tmp_path / 'one' / 'models').iterdir()
+  assert (tmp_path / 'two' / 'report.md').exists()
+
+
+def test_seeds_sharded_over_two_processes_equal_one(tmp_path):
+  subprocess.run(
+    [sys.executable, '-c', _TRAIN_SCRIPT, str(tmp_path / 'one.npz'), '', '1', '0'],
+    check=True,
+    env=_env(8),
+    capture_output=True,
+    cwd=REPO,
   )
+  _run_two_processes(
+    lambda index, address: [
+      sys.executable,
+      '-c',
+      _TRAIN_SCRIPT,
+      str(tmp_path / f'two-{index}.npz'),
+      address,
+      '2',
+      str(index),
+    ]
+  )
+  one = np.load(tmp_path / 'one.npz')
+  for index in (0, 1):
+    two = np.load(tmp_path / f'two-{index}.npz')
+    assert sorted(two.files) == sorted(one.files)
+    for name in one.files:
+      np.testing.assert_allclose(two[name], one[name], atol=1e-6)
