@@ -1,10 +1,18 @@
-"""A model pool of random-init ConvNets in project checkpoint format, for launch.py tests."""
+"""Helpers of the launch.py tests: a random-init model pool, the command, comparable records."""
+
+import json
+import pathlib
+import sys
 
 import jax
 
 from beard_jax.data.specs import get_dataset_spec
 from beard_jax.models import ConvNet, init_params
 from beard_jax.models.checkpoints import save_checkpoint
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+# Record fields that legitimately differ between two runs of the same cells.
+TIMING_FIELDS = {'attack_seconds', 'compile_seconds', 'ast', 'versions', 'model_path'}
 
 
 def write_model_pool(pool, methods):
@@ -18,3 +26,29 @@ def write_model_pool(pool, methods):
       {'method': method, 'dataset': 'cifar10', 'ipc': 10, 'seed': 0, 'training': 'standard'},
     )
   return pool
+
+
+def launch_command(pool, data_dir, workdir, *extra, num_examples=16):
+  """`launch.py` on `pool`: FGSM in both modes, batches of 16, plus `extra` flags."""
+  return [
+    sys.executable,
+    str(REPO / 'launch.py'),
+    f'--model_pool={pool}',
+    f'--data_dir={data_dir}',
+    f'--workdir={workdir}',
+    '--ipc=10',
+    '--attacks=fgsm',
+    '--modes=untargeted,targeted',
+    f'--num_examples={num_examples}',
+    '--batch_size=16',
+    *extra,
+  ]
+
+
+def comparable_records(path):
+  """The records of a results file without timing fields, in a fixed order."""
+  records = [json.loads(line) for line in pathlib.Path(path).read_text().splitlines()]
+  return sorted(
+    ({k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records),
+    key=lambda r: (r['method'], r['attack'], r['targeted']),
+  )

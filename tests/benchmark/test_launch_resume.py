@@ -11,10 +11,7 @@ import sys
 import time
 
 import pytest
-from pool_fixtures import write_model_pool
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
-TIMING_FIELDS = {'attack_seconds', 'compile_seconds', 'ast', 'versions', 'model_path'}
+from pool_fixtures import REPO, TIMING_FIELDS, write_model_pool
 
 
 @pytest.fixture(scope='module')

@@ -7,9 +7,7 @@
   process and equal the single-process run.
 """
 
-import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -17,10 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from pool_fixtures import write_model_pool
-from test_sweep import TIMING_FIELDS
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from pool_fixtures import REPO, comparable_records, launch_command, write_model_pool
 
 _TRAIN_SCRIPT = textwrap.dedent("""
   import sys
@@ -76,51 +71,28 @@ def _run_two_processes(command_for_index) -> None:
     assert process.returncode == 0, stderr[-3000:]
 
 
-def _launch(pool, data_dir, workdir, *extra):
-  return [
-    sys.executable,
-    str(REPO / 'launch.py'),
-    f'--model_pool={pool}',
-    f'--data_dir={data_dir}',
-    f'--workdir={workdir}',
-    '--ipc=10',
-    '--attacks=fgsm',
-    '--modes=untargeted,targeted',
-    '--num_examples=32',
-    '--batch_size=16',
-    *extra,
-  ]
-
-
-def _records(path):
-  lines = pathlib.Path(path).read_text().splitlines()
-  return sorted(
-    ({k: v for k, v in json.loads(line).items() if k not in TIMING_FIELDS} for line in lines),
-    key=lambda r: (r['method'], r['attack'], r['targeted']),
-  )
-
-
 def test_launch_on_two_processes_equals_one(beard_data_dir, tmp_path):
   pool = write_model_pool(tmp_path / 'pool', ['DC', 'DM'])
   subprocess.run(
-    _launch(pool, beard_data_dir, tmp_path / 'one'),
+    launch_command(pool, beard_data_dir, tmp_path / 'one', num_examples=32),
     check=True,
     env=_env(8),
     capture_output=True,
     cwd=REPO,
   )
   _run_two_processes(
-    lambda index, address: _launch(
+    lambda index, address: launch_command(
       pool,
       beard_data_dir,
       tmp_path / 'two',
       '--num_processes=2',
       f'--process_id={index}',
       f'--coordinator_address={address}',
+      num_examples=32,
     )
   )
-  single = _records(tmp_path / 'one' / 'results.jsonl')
-  multi = _records(tmp_path / 'two' / 'results.jsonl')
+  single = comparable_records(tmp_path / 'one' / 'results.jsonl')
+  multi = comparable_records(tmp_path / 'two' / 'results.jsonl')
   assert len(single) == 2 * 2 * 2  # 2 models × 2 modes × (clean, fgsm)
   # Mean perturbation norms are float sums over a differently split batch.
   norms = [{k: r.pop(k) for k in ('mean_l2', 'mean_linf')} for r in single + multi]
