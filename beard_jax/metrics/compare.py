@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Iterable, Mapping
 
 from absl import app, flags
 
+from beard_jax.io.atomic import read_complete_lines
 from beard_jax.metrics import aggregate, beard_log
 
 _RESULTS = flags.DEFINE_list('results', None, 'Our results.jsonl files.', required=True)
@@ -103,8 +105,9 @@ def main(argv: list[str]) -> None:
   try:
     ours = []
     for path in _RESULTS.value:
-      with open(path, encoding='utf-8') as f:
-        ours += [json.loads(line) for line in f if line.endswith('\n')]
+      if not os.path.exists(path):
+        raise FileNotFoundError(f'no results file {path}')
+      ours += [json.loads(line) for line in read_complete_lines(path)]
     published = beard_log.load_beard_logs(_LOGS.value)
   except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
