@@ -20,6 +20,7 @@ _RECORD_COLUMNS = (
   ('targeted', 'mode'),
   ('clean_acc', 'clean %'),
   ('robust_acc', 'robust %'),
+  ('robust_acc_range', 'robust % if ties flip'),
   ('asr', 'ASR %'),
   ('ast', 'AST s'),
   ('attack_seconds', 'pass s'),
@@ -45,6 +46,8 @@ def _cell(key: str, value: Any) -> str:
     return 'targeted' if value else 'untargeted'
   if isinstance(value, float):
     return f'{value:.2f}'
+  if key == 'robust_acc_range':
+    return '–' if value is None else f'{value[0]:.2f}–{value[1]:.2f}'
   if isinstance(value, list):
     return ', '.join(map(str, value)) or '–'
   return '–' if value is None else str(value)

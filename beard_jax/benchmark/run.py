@@ -139,6 +139,8 @@ def _record(cell: Cell, protocol, run: AttackRun, hparams: dict, versions: dict)
     'targeted': cell.targeted,
     'clean_acc': run.clean_accuracy,
     'robust_acc': run.robust_accuracy,
+    'robust_acc_range': list(run.robust_accuracy_range),
+    'boundary_examples': int(run.on_boundary.sum()),
     'asr': run.attack_success_rate,
     'ast': run.seconds_per_success,
     'attack_seconds': run.total_seconds,

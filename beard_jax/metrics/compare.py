@@ -9,6 +9,13 @@ one, the difference, and a verdict. On the full test set the verdict is `equal` 
 two agree to the published two decimals. On a subset of N images our accuracy estimates
 the full-set one with a binomial error, so the verdict is `within 95 %` when the
 published value lies inside our Wilson 95 % interval.
+
+Ties. A record also says how many adversarial predictions were float-rounding ties
+(`boundary_examples`) and the accuracy range that flipping them could give
+(`robust_acc_range`, see `beard_jax.evaluate.runner`). Where the published value
+lies in that range on the full set, the verdict is `within tie range`; on a subset,
+the interval runs from the Wilson low of the range's low end to the Wilson high of
+its high end. Records without the fields count no ties.
 """
 
 from __future__ import annotations
@@ -57,7 +64,8 @@ def compare(
 
   Returns:
     Dicts with method, ipc, attack, mode, ours, n, published, diff (points), images (the
-    difference in images of ours), low, high, verdict.
+    difference in images of ours), low, high (the interval the verdict uses: Wilson 95 %
+    on a subset, widened by ties; the tie range on the full set), ties, verdict.
   """
   reference = {_key(r): r for r in published}
   rows = []
@@ -69,16 +77,22 @@ def compare(
     value = record['clean_acc'] if attack == 'clean' else record['robust_acc']
     expected = match['clean_acc'] if attack == 'clean' else match['robust_acc']
     n = int(record['num_examples'])
-    low, high = wilson_interval(value, n)
+    ties = 0 if attack == 'clean' else int(record.get('boundary_examples', 0))
+    tie_low, tie_high = (value, value) if ties == 0 else record['robust_acc_range']
     if n >= full_set:
-      verdict = 'equal' if round(value, 2) == round(expected, 2) else 'differs'
+      low, high = tie_low, tie_high
+      if round(value, 2) == round(expected, 2):
+        verdict = 'equal'
+      else:
+        verdict = 'within tie range' if low <= expected <= high else 'differs'
     else:
+      low, high = wilson_interval(tie_low, n)[0], wilson_interval(tie_high, n)[1]
       verdict = 'within 95 %' if low <= expected <= high else 'outside 95 %'
     rows.append(
       dict(method=record['method'], ipc=record['ipc'], attack=attack,
            mode='targeted' if record['targeted'] else 'untargeted', ours=value, n=n,
            published=expected, diff=value - expected, images=round((value - expected) * n / 100),
-           low=low, high=high, verdict=verdict)
+           low=low, high=high, ties=ties, verdict=verdict)
     )  # fmt: skip
   return sorted(rows, key=lambda r: (r['method'], r['ipc'], r['attack'], r['mode'], -r['n']))
 
@@ -86,14 +100,14 @@ def compare(
 def markdown_table(rows: list[dict]) -> str:
   """The rows as a Markdown table (accuracies in %, two decimals)."""
   lines = [
-    '| method | IPC | attack | mode | ours % | N | 95 % interval | published % | diff (images) '
-    '| verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| method | IPC | attack | mode | ours % | N | ties | interval | published % '
+    '| diff (images) | verdict |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for r in rows:
     lines.append(
       f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
-      f'| {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
+      f'| {r["ties"]} | {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
       f'| {r["diff"]:+.2f} ({r["images"]:+d}) | {r["verdict"]} |'
     )
   return '\n'.join(lines)

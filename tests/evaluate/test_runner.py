@@ -116,3 +116,30 @@ def test_targeted_success_means_hitting_the_target():
   )
   np.testing.assert_array_equal(run.success, run.clean_correct & (run.adv_pred == targets))
   assert run.targeted
+
+
+def test_ties_give_the_robust_accuracy_range():
+  # The "model" returns the first three pixels as logits; the clean pass keeps them.
+  def apply_fn(params, x):
+    del params
+    return x.reshape(x.shape[0], -1)[:, :3]
+
+  logits = np.asarray(
+    [
+      [1.0, 1.0, 0.0],  # label 0: right by the tie-break, a tie that includes the label
+      [1.0, 1.0, 0.0],  # label 1: wrong by the tie-break, a tie that includes the label
+      [1.0, 1.0 + 5e-5, 0.0],  # label 2: a tie without the label, wrong either way
+      [2.0, 1.0, 0.0],  # label 0: right, decided
+      [2.0, 1.0, 0.0],  # label 1: wrong, decided
+    ],
+    np.float32,
+  )
+  images = np.concatenate([logits, np.zeros((5, 1), np.float32)], 1).reshape(5, 2, 2, 1)
+  labels = np.asarray([0, 1, 2, 0, 1], np.int32)
+  run = run_attack(
+    identity_attack, apply_fn, None, images, labels, key=jax.random.key(0), batch_size=5
+  )
+  np.testing.assert_array_equal(run.on_boundary, [True, True, True, False, False])
+  np.testing.assert_array_equal(run.label_in_top2, [True, True, False, True, True])
+  assert run.robust_accuracy == pytest.approx(40.0)
+  assert run.robust_accuracy_range == pytest.approx((20.0, 60.0))

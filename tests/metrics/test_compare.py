@@ -12,9 +12,13 @@ LOG = (
 )
 
 
-def _record(attack, targeted, robust, n):
-  return dict(method='BACON', dataset='cifar10', ipc=50, attack=attack, targeted=targeted,
-              clean_acc=69.95, robust_acc=robust, num_examples=n)  # fmt: skip
+def _record(attack, targeted, robust, n, ties=None):
+  record = dict(method='BACON', dataset='cifar10', ipc=50, attack=attack, targeted=targeted,
+                clean_acc=69.95, robust_acc=robust, num_examples=n)  # fmt: skip
+  if ties is not None:
+    count, low, high = ties
+    record.update(boundary_examples=count, robust_acc_range=[low, high])
+  return record
 
 
 def test_wilson_interval_by_hand():
@@ -52,4 +56,29 @@ def test_full_set_rows_must_match_to_two_decimals():
   assert rows['deepfool', 'untargeted']['verdict'] == 'within 95 %'
   assert rows['cw', 'untargeted']['verdict'] == 'outside 95 %'
   table = compare.markdown_table(list(rows.values()))
-  assert '| BACON | 50 | fgsm | targeted | 44.68 | 10000 |' in table
+  assert '| BACON | 50 | fgsm | targeted | 44.68 | 10000 | 0 |' in table
+
+
+def test_ties_widen_the_interval():
+  published = beard_log.load_beard_logs([LOG])  # DeepFool untargeted: 18.28
+  ours = [
+    # Full set, 20.10 with 327 ties that could give 0–32.70: the published value is inside.
+    _record('deepfool', False, 20.10, 10000, ties=(3270, 0.0, 32.70)),
+    # Full set, ties that cannot reach it: 19.00–19.50.
+    _record('deepfool', False, 19.10, 10000, ties=(50, 19.00, 19.50)),
+    # Subset of 1,000 with ties spanning 19.5–25: Wilson low of 19.5 % at n=1000 is 17.16.
+    _record('deepfool', False, 21.0, 1000, ties=(55, 19.5, 25.0)),
+    # No ties recorded (an older record): the plain Wilson interval, 19.45–24.57 for 21.9.
+    _record('deepfool', False, 21.9, 1000),
+  ]
+  rows = compare.compare(ours, published)
+  by_value = {r['ours']: r for r in rows}
+  assert by_value[20.10]['verdict'] == 'within tie range'
+  assert (by_value[20.10]['low'], by_value[20.10]['high']) == (0.0, 32.70)
+  assert by_value[20.10]['ties'] == 3270
+  assert by_value[19.10]['verdict'] == 'differs'
+  assert by_value[21.0]['verdict'] == 'within 95 %'
+  assert by_value[21.0]['low'] == pytest.approx(compare.wilson_interval(19.5, 1000)[0])
+  assert by_value[21.0]['high'] == pytest.approx(compare.wilson_interval(25.0, 1000)[1])
+  assert by_value[21.9]['verdict'] == 'outside 95 %'
+  assert by_value[21.9]['ties'] == 0

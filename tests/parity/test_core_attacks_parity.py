@@ -30,6 +30,7 @@ from torch_convnet import TorchConvNet, torch_convnet  # noqa: E402  (tests/pari
 import attacks  # noqa: E402
 from attacks import targets  # noqa: E402
 from beard_jax.data.specs import get_dataset_spec  # noqa: E402
+from beard_jax.evaluate.runner import identity_attack, run_attack  # noqa: E402
 from beard_jax.models import ConvNet, make_apply_fn  # noqa: E402
 from beard_jax.models.torch_import import convert_state_dict, load_torch_convnet  # noqa: E402
 
@@ -174,9 +175,8 @@ def test_optimisation_attacks_same_outcome(name, protocol, weights, images):
   # Outcomes are compared where the adversarial point is not on a decision boundary: DeepFool
   # stopped by the [0, 1] clamp (the `beard` protocol) oscillates across it, leaving a top-2
   # logit gap at float-noise level where either framework's argmax is a coin flip.
-  logits = np.asarray(
-    make_apply_fn(ConvNet(10), SPEC, SPACES[protocol])(weights['dsa'][0], jnp.asarray(theirs))
-  )
+  apply_fn = make_apply_fn(ConvNet(10), SPEC, SPACES[protocol])
+  logits = np.asarray(apply_fn(weights['dsa'][0], jnp.asarray(theirs)))
   top2 = np.sort(logits, axis=1)[:, -2:]
   decided = top2[:, 1] - top2[:, 0] > 1e-3
   same = np.mean((ours_pred == theirs_pred)[decided])
@@ -190,3 +190,12 @@ def test_optimisation_attacks_same_outcome(name, protocol, weights, images):
   assert same >= 0.995
   if name == 'deepfool':
     assert diff.max() <= 1e-4
+    # Their robust accuracy must be one that flipping our ties could give.
+    ours_run = run_attack(
+      identity_attack, apply_fn, weights['dsa'][0], ours, y, key=jax.random.key(0),
+      batch_size=N_SLOW,
+    )  # fmt: skip
+    low, high = ours_run.robust_accuracy_range
+    theirs_acc = 100.0 * np.mean(theirs_pred == y)
+    print(f'ties {ours_run.on_boundary.sum()}, range {low:.2f}–{high:.2f}, theirs {theirs_acc:.2f}')
+    assert low <= theirs_acc <= high
