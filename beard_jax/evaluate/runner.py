@@ -10,10 +10,11 @@ Ratios are computed on the host from the per-sample records.
 Samples on a decision boundary. An attack can leave an image whose top two
 logits are equal up to float rounding (DeepFool in the `beard` protocol leaves
 327 of the first 1,000 CIFAR-10 test images there on BACON's checkpoint: its
-clamped steps approach the boundary without crossing it). Whether such an image counts as robust is decided by the rounding
-of the framework and the batch shape, not by the model. Each run therefore
-records the top-2 gap of every adversarial prediction, and `robust_accuracy_range`
-gives the accuracies that rounding alone could produce.
+clamped steps approach the boundary without crossing it). Whether such an
+image counts as robust is decided by the rounding of the framework and the
+batch shape, not by the model. Each run therefore records the top-2 gap of
+every adversarial prediction, and `robust_accuracy_range` gives the accuracies
+that rounding alone could produce.
 """
 
 from __future__ import annotations

@@ -58,6 +58,29 @@ class Conv3x3(nn.Module):
     return conv3x3_same(x, kernel) + bias
 
 
+class InstanceNorm(nn.Module):
+  """`nn.GroupNorm(num_groups=C, epsilon, use_fast_variance=False)`, computed per channel.
+
+  The same values and parameters (`scale` [C] ones, `bias` [C] zeros) as Flax's
+  GroupNorm with one channel per group, without its [B, H, W, G, 1] reshape:
+  measured on the BEARD ConvNet (2-core CPU, batch 16), that reshape made a
+  forward pass 1.5× and DeepFool's ten input gradients 1.6× slower.
+  """
+
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """x [B, H, W, C] → [B, H, W, C], each (image, channel) normalised over H, W."""
+    channels = x.shape[-1]
+    scale = self.param('scale', nn.initializers.ones, (channels,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (channels,), jnp.float32)
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    centred = x - mean
+    variance = jnp.mean(jnp.square(centred), axis=(1, 2), keepdims=True)
+    return centred * jax.lax.rsqrt(variance + self.epsilon) * scale + bias
+
+
 class ConvNet(nn.Module):
   """ConvNet-{width}-{depth} with instance norm and 2×2 average pooling.
 
@@ -83,10 +106,8 @@ class ConvNet(nn.Module):
     """
     for block in range(self.depth):
       x = Conv3x3(self.width, name=f'conv{block}')(x)
-      # num_groups == channels: per-channel, per-image normalisation ("instancenorm").
-      x = nn.GroupNorm(
-        num_groups=self.width, epsilon=1e-5, use_fast_variance=False, name=f'norm{block}'
-      )(x)
+      # GroupNorm(width groups): per-channel, per-image normalisation ("instancenorm").
+      x = InstanceNorm(epsilon=1e-5, name=f'norm{block}')(x)
       x = nn.relu(x)
       x = nn.avg_pool(x, (2, 2), strides=(2, 2))
     # PyTorch flattens [B, C, H, W]; keep that order so imported weights line up.

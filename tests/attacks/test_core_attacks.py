@@ -230,7 +230,7 @@ def test_deepfool_work_queue_equals_lock_step(beard_model, cifar_images, targete
         labels[i : i + 1],
         steps=10,
         targeted=targeted,
-        slots=None,
+        slots=1,
       )
       for i in range(len(y))
     ]
@@ -243,7 +243,7 @@ def test_deepfool_work_queue_equals_lock_step(beard_model, cifar_images, targete
   if not targeted:  # misclassified samples come back at once, so slots turn over unevenly
     assert not changed.all()
   # Three slots against the whole batch in lock-step: equal up to batch-size float rounding.
-  lock_step = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=None)
+  lock_step = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=8)
   queued = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=3)
   np.testing.assert_array_equal(
     _predict(apply_fn, params, queued), _predict(apply_fn, params, lock_step)

@@ -189,7 +189,11 @@ def test_optimisation_attacks_same_outcome(name, protocol, weights, images):
   assert decided.sum() > 0
   assert same >= 0.995
   if name == 'deepfool':
-    assert diff.max() <= 1e-4
+    # A tie stops at whichever step its coin flip lands, and each extra clamped step
+    # moves it a little: only the decided samples must end on the same image.
+    sample_diff = diff.reshape(len(y), -1).max(axis=1)
+    print(f'max|Δ| decided {sample_diff[decided].max():.3g}, ties {sample_diff[~decided]}')
+    assert sample_diff[decided].max() <= 1e-4
     # Their robust accuracy must be one that flipping our ties could give.
     ours_run = run_attack(
       identity_attack, apply_fn, weights['dsa'][0], ours, y, key=jax.random.key(0),
