@@ -15,7 +15,8 @@ Ties. A record also says how many adversarial predictions were float-rounding ti
 (`robust_acc_range`, see `beard_jax.evaluate.runner`). Where the published value
 lies in that range on the full set, the verdict is `within tie range`; on a subset,
 the interval runs from the Wilson low of the range's low end to the Wilson high of
-its high end. Records without the fields count no ties.
+its high end. Records without the fields (older runs) are judged without ties and show
+`–` in the ties column.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ def compare(
   Returns:
     Dicts with method, ipc, attack, mode, ours, n, published, diff (points), images (the
     difference in images of ours), low, high (the interval the verdict uses: Wilson 95 %
-    on a subset, widened by ties; the tie range on the full set), ties, verdict.
+    on a subset, widened by ties; the tie range on the full set), ties (None where the
+    record predates the field), verdict.
   """
   reference = {_key(r): r for r in published}
   rows = []
@@ -77,8 +79,8 @@ def compare(
     value = record['clean_acc'] if attack == 'clean' else record['robust_acc']
     expected = match['clean_acc'] if attack == 'clean' else match['robust_acc']
     n = int(record['num_examples'])
-    ties = 0 if attack == 'clean' else int(record.get('boundary_examples', 0))
-    tie_low, tie_high = (value, value) if ties == 0 else record['robust_acc_range']
+    ties = 0 if attack == 'clean' else record.get('boundary_examples')  # None: not recorded
+    tie_low, tie_high = (value, value) if not ties else record['robust_acc_range']
     if n >= full_set:
       low, high = tie_low, tie_high
       if round(value, 2) == round(expected, 2):
@@ -105,9 +107,10 @@ def markdown_table(rows: list[dict]) -> str:
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ]
   for r in rows:
+    ties = '–' if r['ties'] is None else r['ties']
     lines.append(
       f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
-      f'| {r["ties"]} | {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
+      f'| {ties} | {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
       f'| {r["diff"]:+.2f} ({r["images"]:+d}) | {r["verdict"]} |'
     )
   return '\n'.join(lines)
