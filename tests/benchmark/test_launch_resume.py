@@ -46,6 +46,15 @@ def _key(record):
   return (record['method'], record['attack'], record['targeted'])
 
 
+def _wait_for_records(path, count, process, timeout_s=600.0):
+  """Returns once `path` holds `count` complete lines or `process` has exited."""
+  deadline = time.monotonic() + timeout_s
+  while process.poll() is None and time.monotonic() < deadline:
+    if path.exists() and path.read_text().count('\n') >= count:
+      return
+    time.sleep(0.05)
+
+
 def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   reference = tmp_path / 'reference'
@@ -62,7 +71,10 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_
   resumed = tmp_path / 'resumed'
   rng = random.Random(0)
   kills = 0
-  while True:
+  # Kill once during start-up, then twice while cells are running: after the 2nd and
+  # the 4th record, a random moment later. Waiting for records, not a fixed time, keeps
+  # the kills inside the run however fast the machine is.
+  for records_before_kill in (0, 2, 4):
     process = subprocess.Popen(
       _command(model_pool, beard_data_dir, resumed),
       env=env,
@@ -70,16 +82,22 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_
       stdout=subprocess.DEVNULL,
       stderr=subprocess.DEVNULL,
     )
-    if kills < 3:
-      time.sleep(rng.uniform(4.0, 12.0))
-      if process.poll() is None:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        kills += 1
-        continue
-    assert process.wait(timeout=600) == 0
-    break
-  assert kills >= 1, 'the run finished before it could be killed; the test proves nothing'
+    _wait_for_records(resumed / 'results.jsonl', records_before_kill, process)
+    time.sleep(rng.uniform(0.5, 3.0))
+    if process.poll() is None:
+      os.kill(process.pid, signal.SIGKILL)
+      process.wait()
+      kills += 1
+  subprocess.run(
+    _command(model_pool, beard_data_dir, resumed),
+    check=True,
+    env=env,
+    capture_output=True,
+    cwd=REPO,
+    timeout=600,
+  )
+  print(f'killed {kills} times')
+  assert kills >= 2, 'the run finished before it could be killed; the test proves too little'
   got = _comparable(resumed)
   assert len({_key(r) for r in got}) == len(got), 'a cell was recorded twice'
   assert sorted(got, key=_key) == expected
