@@ -1,9 +1,7 @@
 """launch.py end to end: a run killed with SIGKILL and restarted ends with exactly the
 records of an uninterrupted run, none lost, none duplicated."""
 
-import json
 import os
-import pathlib
 import random
 import signal
 import subprocess
@@ -11,7 +9,7 @@ import sys
 import time
 
 import pytest
-from pool_fixtures import REPO, TIMING_FIELDS, write_model_pool
+from pool_fixtures import REPO, comparable_records, write_model_pool
 
 
 @pytest.fixture(scope='module')
@@ -36,14 +34,12 @@ def _command(pool, data_dir, workdir):
   ]
 
 
-def _comparable(workdir):
-  lines = (pathlib.Path(workdir) / 'results.jsonl').read_text().splitlines()
-  records = [json.loads(line) for line in lines]
-  return [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records]
-
-
-def _key(record):
-  return (record['method'], record['attack'], record['targeted'])
+def _launch(pool, data_dir, workdir, env):
+  """One whole run of `_command` to its end (raises if launch.py fails)."""
+  subprocess.run(
+    _command(pool, data_dir, workdir), check=True, env=env, capture_output=True, cwd=REPO,
+    timeout=600,
+  )  # fmt: skip
 
 
 def _wait_for_records(path, count, process, timeout_s=600.0):
@@ -58,14 +54,8 @@ def _wait_for_records(path, count, process, timeout_s=600.0):
 def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_dir, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   reference = tmp_path / 'reference'
-  subprocess.run(
-    _command(model_pool, beard_data_dir, reference),
-    check=True,
-    env=env,
-    capture_output=True,
-    cwd=REPO,
-  )
-  expected = sorted(_comparable(reference), key=_key)
+  _launch(model_pool, beard_data_dir, reference, env)
+  expected = comparable_records(reference / 'results.jsonl')
   assert len(expected) == 2 * 3  # Two models × (clean, fgsm, pgd).
 
   resumed = tmp_path / 'resumed'
@@ -88,19 +78,13 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_
       os.kill(process.pid, signal.SIGKILL)
       process.wait()
       kills += 1
-  subprocess.run(
-    _command(model_pool, beard_data_dir, resumed),
-    check=True,
-    env=env,
-    capture_output=True,
-    cwd=REPO,
-    timeout=600,
-  )
+  _launch(model_pool, beard_data_dir, resumed, env)
   print(f'killed {kills} times')
   assert kills >= 2, 'the run finished before it could be killed; the test proves too little'
-  got = _comparable(resumed)
-  assert len({_key(r) for r in got}) == len(got), 'a cell was recorded twice'
-  assert sorted(got, key=_key) == expected
+  got = comparable_records(resumed / 'results.jsonl')
+  cells = [(r['method'], r['attack'], r['targeted']) for r in got]
+  assert len(set(cells)) == len(cells), 'a cell was recorded twice'
+  assert got == expected
   assert (resumed / 'report.md').exists()
   assert (resumed / 'leaderboards' / 'leaderboards.html').exists()
 
