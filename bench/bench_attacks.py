@@ -35,6 +35,12 @@ flags.DEFINE_integer(
   'reference_images', 0, 'images the reference attacks (0: --num_images); for slow references'
 )
 flags.DEFINE_list(
+  'deepfool_slots',
+  [],
+  "extra rows: our DeepFool with each of these `slots` (samples in flight; the reference's "
+  'rate is reused from the deepfool row)',
+)
+flags.DEFINE_list(
   'reference_subset_attacks',
   ['deepfool', 'autoattack'],
   'attacks whose reference runs on --reference_images (others use --num_images)',
@@ -82,9 +88,14 @@ def torch_attack(name: str, model):
   raise ValueError(f'unknown attack {name!r}; choose from {ATTACK_NAMES}')
 
 
-def make_ours(name: str, models: common.Models, images: common.Images, batch_size: int):
-  """(run, compile_seconds, accuracy_fn): `run()` attacks all images batch by batch."""
-  attack = get_attack(name, **our_hparams(name))
+def make_ours(
+  name: str, models: common.Models, images: common.Images, batch_size: int, **overrides
+):
+  """(run, compile_seconds, accuracy_fn): `run()` attacks all images batch by batch.
+
+  `overrides` replace hyperparameters of `our_hparams(name)` (e.g. DeepFool's `slots`).
+  """
+  attack = get_attack(name, **{**our_hparams(name), **overrides})
   apply_fn = models.apply_fn
 
   def program(params, x, y, key):
@@ -121,21 +132,23 @@ def make_theirs(name: str, models: common.Models, images: common.Images, batch_s
   torch = common.import_torch()
   atk = torch_attack(name, models.torch_model)
   slices = common.batches(len(images.labels), batch_size)
-  xs = [torch.from_numpy(images.nchw[s]) for s in slices]
-  ys = [torch.from_numpy(images.labels[s].astype(np.int64)) for s in slices]
+  xs = [common.to_torch(images.nchw[s]) for s in slices]
+  ys = [common.to_torch(images.labels[s].astype(np.int64)) for s in slices]
   outputs = []
 
   def run():
     outputs.clear()
     for x, y in zip(xs, ys, strict=True):
       outputs.append(atk(x, y))
+    common.torch_sync()
 
   def warmup():
     atk(xs[0][:1], ys[0][:1])  # one image: torch's one-off costs, cheap even for DeepFool
+    common.torch_sync()
 
   def accuracy() -> float:
     with torch.no_grad():
-      preds = [models.torch_model(x).argmax(1).numpy() for x in outputs]
+      preds = [models.torch_model(x).argmax(1).cpu().numpy() for x in outputs]
     return 100.0 * float(np.mean(np.concatenate(preds) == images.labels))
 
   return run, warmup, accuracy
@@ -168,6 +181,26 @@ def bench_one(name: str, models, images, reference_images) -> list:
   return row
 
 
+def slots_rows(models, images, deepfool_row) -> list:
+  """One row per `--deepfool_slots` value: our DeepFool alone, ratio against the deepfool row."""
+  theirs_rate = deepfool_row[4] if deepfool_row else float('nan')
+  rows = []
+  for slots in (int(s) for s in FLAGS.deepfool_slots):
+    run, compile_seconds, accuracy = make_ours(
+      'deepfool', models, images, FLAGS.batch_size, slots=slots
+    )
+    run()
+    times = common.time_alternating({'ours': run}, FLAGS.repeats)['ours']
+    rate = len(images.labels) / common.median(times)
+    print(f'deepfool slots={slots}: ours {times} s', file=sys.stderr, flush=True)
+    rows.append(
+      [f'deepfool slots={slots}', len(images.labels), deepfool_row[2] if deepfool_row else 0,
+       rate, theirs_rate, rate / theirs_rate, compile_seconds, accuracy(),
+       deepfool_row[8] if deepfool_row else float('nan')]
+    )  # fmt: skip
+  return rows
+
+
 def main(argv):
   del argv
   unknown = sorted(set(FLAGS.attacks) - set(ATTACK_NAMES))
@@ -185,6 +218,8 @@ def main(argv):
   for name in FLAGS.attacks:
     reference = subset if name in FLAGS.reference_subset_attacks else images
     rows.append(bench_one(name, models, images, reference))
+  deepfool_row = next((row for row in rows if row[0] == 'deepfool'), None)
+  rows += slots_rows(models, images, deepfool_row)
   header = [
     'attack',
     'ours N',

@@ -61,19 +61,21 @@ def _theirs(name, targeted, net, images, targets):
   correct = 0
   start = time.perf_counter()
   for rows in common.batches(len(images.labels), FLAGS.batch_size):
-    x = torch.from_numpy(images.nchw[rows])
-    y = torch.from_numpy(images.labels[rows].astype(np.int64))
-    adv = atk(x, torch.from_numpy(targets[rows].astype(np.int64)) if targeted else y)
+    x = common.to_torch(images.nchw[rows])
+    y = common.to_torch(images.labels[rows].astype(np.int64))
+    adv = atk(x, common.to_torch(targets[rows].astype(np.int64)) if targeted else y)
     with torch.no_grad():
-      correct += int((net(adv).argmax(1) == y).sum())
+      correct += int((net(adv).argmax(1) == y).sum())  # int(): waits for the GPU
   return time.perf_counter() - start, 100.0 * correct / len(images.labels)
 
 
 def main(argv):
   del argv
   models = common.load_models(FLAGS.checkpoint)
-  net = common.torch_convnet_module().torch_convnet(
-    str(common.data_dir() / FLAGS.checkpoint), pixels=False
+  net = (
+    common.torch_convnet_module()
+    .torch_convnet(str(common.data_dir() / FLAGS.checkpoint), pixels=False)
+    .to(common.torch_device())
   )  # parameters left requiring gradients, as in BEARD
   images = common.load_test_images(FLAGS.num_images)
   targets = np.asarray(protocols.target_labels(protocols.BEARD, images.labels, 10), np.int32)

@@ -100,16 +100,18 @@ def main(argv):
 
   torch = common.import_torch()
   net = models.torch_model
-  xt = torch.from_numpy(images.nchw)
-  yt = torch.from_numpy(images.labels.astype(np.int64))
+  xt = common.to_torch(images.nchw)
+  yt = common.to_torch(images.labels.astype(np.int64))
 
   def torch_forward():
     with torch.no_grad():
       net(xt)
+    common.torch_sync()
 
   def torch_grad_x():
     xg = xt.clone().requires_grad_(True)
     torch.nn.functional.cross_entropy(net(xg), yt, reduction='sum').backward()
+    common.torch_sync()
 
   def torch_grad_p():
     for p in net.parameters():
@@ -118,6 +120,7 @@ def main(argv):
     for p in net.parameters():
       p.requires_grad_(False)
       p.grad = None
+    common.torch_sync()
 
   t = timed(
     {

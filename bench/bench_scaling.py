@@ -51,18 +51,18 @@ def point(batch: int, steps: int, classes: int, size: int) -> list:
   runs = {'ours': lambda: common.block(compiled(params, x, y, key))}
   runs['ours']()
   if FLAGS.reference:
-    torch = common.import_torch()
     import torchattacks
 
-    net = common.torch_convnet_module().TorchConvNet(classes, image_size=size).eval()
+    net = common.torch_convnet_module().TorchConvNet(classes, image_size=size)
+    net = net.to(common.torch_device()).eval()
     for p in net.parameters():
       p.requires_grad_(False)
     atk = torchattacks.PGD(
       net, eps=PGD['eps'], alpha=PGD['step_size'], steps=steps, random_start=False
     )
-    xt = torch.from_numpy(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
-    yt = torch.from_numpy(y_np.astype(np.int64))
-    runs['theirs'] = lambda: atk(xt, yt)
+    xt = common.to_torch(np.ascontiguousarray(x_np.transpose(0, 3, 1, 2)))
+    yt = common.to_torch(y_np.astype(np.int64))
+    runs['theirs'] = lambda: (atk(xt, yt), common.torch_sync())
     runs['theirs']()
   times = common.time_alternating(runs, FLAGS.repeats)
   ours = common.median(times['ours'])

@@ -8,7 +8,8 @@ batch 256, lr ×0.1 with a fresh optimizer at epochs // 2) shortened to
 * `map`: our N seeds in one program, `seed_axis='map'` (`lax.map`, the CPU default);
 * `vmap`: our N seeds in one program, `seed_axis='vmap'`;
 * `loop`: a Python loop of N single-seed runs of our compiled program;
-* `torch`: N sequential PyTorch runs (`torch.set_num_threads(2)`).
+* `torch`: N sequential PyTorch runs (`torch.set_num_threads(2)`; `--torch_device=cuda`
+  on a GPU).
 
 Sets: the real DC CIFAR-10 sets at IPC 1 and 10; IPC 50 is a synthetic 500-image
 set of the same shape (no IPC-50 file exists). Our compile time is reported apart.
@@ -91,8 +92,9 @@ def torch_run(recipe, images, labels, seeds: int):
   torch_convnet = common.torch_convnet_module()
   spec = get_dataset_spec('cifar10')
   normalized = (images - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-  x = torch.from_numpy(np.ascontiguousarray(normalized.transpose(0, 3, 1, 2)))
-  y = torch.from_numpy(labels.astype(np.int64))
+  x = common.to_torch(np.ascontiguousarray(normalized.transpose(0, 3, 1, 2)))
+  y = common.to_torch(labels.astype(np.int64))
+  device = common.torch_device()
   num = x.shape[0]
   decay_at = recipe.epochs // 2
 
@@ -102,24 +104,26 @@ def torch_run(recipe, images, labels, seeds: int):
     )
 
   def warmup():
-    net = torch_convnet.TorchConvNet(10).train()
+    net = torch_convnet.TorchConvNet(10).to(device).train()
     torch.nn.functional.cross_entropy(net(x[:2]), y[:2]).backward()
+    common.torch_sync()
 
   def run():
     for seed in range(seeds):
       torch.manual_seed(seed)
-      net = torch_convnet.TorchConvNet(10).train()
+      net = torch_convnet.TorchConvNet(10).to(device).train()
       opt = optimizer_for(net, recipe.learning_rate)
       for epoch in range(recipe.epochs):
         if recipe.lr_decay and epoch == decay_at:
           opt = optimizer_for(net, recipe.learning_rate * recipe.lr_decay_factor)
-        order = torch.randperm(num)
+        order = torch.randperm(num, device=device)
         for start in range(0, num, recipe.batch_size):
           idx = order[start : start + recipe.batch_size]
           loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
           opt.zero_grad()
           loss.backward()
           opt.step()
+    common.torch_sync()
 
   return run, warmup
 

@@ -6,6 +6,8 @@ data through `$BEARD_DATA_DIR` (default `../shared/data` next to the repo root).
 The reference side is PyTorch (`torch.set_num_threads(2)`) with the ConvNet of
 `tests/parity/torch_convnet.py`; our side is the Flax ConvNet with the same BEARD
 checkpoint, imported by `beard_jax.models.torch_import.load_torch_convnet`.
+`--torch_device=cuda` moves the reference to the GPU (JAX uses its default
+backend); every timed reference call then ends in `torch.cuda.synchronize()`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from absl import flags
 
 from beard_jax.data.specs import get_dataset_spec
 from beard_jax.models.convnet import ConvNet, make_apply_fn
@@ -34,6 +37,10 @@ if str(REPO_ROOT) not in sys.path:
 CHECKPOINT = 'beard_model_pool/DC_ConvNet_CIFAR10_50_None.pth'
 TEST_SET = 'cifar10/test.npz'
 TORCH_THREADS = 2
+
+flags.DEFINE_enum(
+  'torch_device', 'cpu', ['cpu', 'cuda'], 'device of the PyTorch reference (cuda: a GPU run)'
+)
 
 
 def data_dir() -> pathlib.Path:
@@ -51,6 +58,23 @@ def import_torch():
 
   torch.set_num_threads(TORCH_THREADS)
   return torch
+
+
+def torch_device() -> str:
+  """The reference's device: `--torch_device`."""
+  return flags.FLAGS.torch_device
+
+
+def to_torch(array: np.ndarray):
+  """A numpy array as a torch tensor on the reference's device."""
+  return import_torch().from_numpy(array).to(torch_device())
+
+
+def torch_sync() -> None:
+  """Waits for the reference's queued GPU work (no-op on a CPU)."""
+  torch = import_torch()
+  if torch_device() == 'cuda':
+    torch.cuda.synchronize()
 
 
 def torch_convnet_module():
@@ -84,7 +108,7 @@ def load_models(checkpoint: str = CHECKPOINT) -> Models:
   params = load_torch_convnet(path, model, spec.image_size)
   apply_fn = make_apply_fn(model, spec, 'normalized')
   import_torch()
-  torch_model = torch_convnet_module().torch_convnet(str(path), pixels=False)
+  torch_model = torch_convnet_module().torch_convnet(str(path), pixels=False).to(torch_device())
   for p in torch_model.parameters():
     p.requires_grad_(False)
   return Models(model, params, apply_fn, torch_model)
@@ -182,7 +206,10 @@ def machine_line() -> str:
   except OSError:
     pass
   torch = import_torch()
+  gpu = ''
+  if torch_device() == 'cuda':
+    gpu = f', torch on {torch.cuda.get_device_name()}'
   return (
-    f'{model}, nproc={os.cpu_count()}, jax {jax.__version__} ({jax.default_backend()}), '
-    f'torch {torch.__version__} ({torch.get_num_threads()} threads)'
+    f'{model}, nproc={os.cpu_count()}, jax {jax.__version__} ({jax.devices()[0].device_kind}), '
+    f'torch {torch.__version__} ({torch.get_num_threads()} threads){gpu}'
   )
