@@ -37,13 +37,20 @@ batch stepped in lock-step until its last sample finishes costs (batch × the
 slowest sample's steps). With `slots=S` the batch is a work queue instead: S
 samples are in flight, and the moment one finishes (fooled, or out of steps)
 its slot loads the next sample of the batch, so the cost follows the sum of the
-samples' own step counts. Each sample's trajectory is the same either way.
+samples' own step counts. Each sample's trajectory is the same either way up
+to float rounding, which does depend on how many samples share a convolution:
+under the `beard` protocol DeepFool leaves its unfooled samples on the decision
+boundary, and rounding decides those ties (`runner.BOUNDARY_GAP`), so records
+name the slots that ran.
 On a CPU few slots are fastest: a step's K input gradients of S samples are
 K·S images' activations, which stay in cache only for small S. Measured on the
 BEARD ConvNet (BACON checkpoint, `beard` protocol, 256 CIFAR-10 test images,
-2-core CPU): 1 slot 12.9 img/s, 2 slots 11.4, 4 slots 10.8, 8 slots 6.4. So
-the default is 1 slot on a CPU and `ACCELERATOR_SLOTS` elsewhere (not measured:
-no GPU was at hand; an accelerator wants wide batches).
+2-core CPU): 1 slot 12.9 img/s, 2 slots 11.4, 4 slots 10.8, 8 slots 6.4. A GPU
+wants more samples in flight, but not the whole batch: on an H200 (DC
+checkpoint, 2,000 images in batches of 500, `bench/bench_attacks.py
+--deepfool_slots`) 16 slots ran 7,136 img/s, 64 slots 7,804, 256 slots 4,112
+and lock-step 2,215. So the default is 1 slot on a CPU and `ACCELERATOR_SLOTS`
+(64) on a GPU or TPU (TPU not measured).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ _PACKAGES = ('beard-jax', 'jax', 'jaxlib', 'flax', 'optax', 'numpy')
 
 
 def library_versions() -> dict[str, str]:
-  """Versions of Python, the JAX stack and the backend, for every result record."""
+  """Versions of Python, the JAX stack, the backend and its matmul precision, for every record."""
   versions = {'python': platform.python_version()}
   for package in _PACKAGES:
     try:
@@ -23,6 +23,8 @@ def library_versions() -> dict[str, str]:
 
   versions['backend'] = jax.default_backend()
   versions['devices'] = f'{jax.device_count()}x {jax.devices()[0].device_kind}'
+  # 'default' lets XLA use TF32 for float32 convolutions on NVIDIA GPUs; 'highest' forbids it.
+  versions['matmul_precision'] = str(jax.config.jax_default_matmul_precision or 'default')
   return versions
 
 

@@ -26,6 +26,7 @@ import numpy as np
 from absl import logging
 
 import attacks as attack_library
+from attacks import deepfool
 from beard_jax import protocols, provenance, sharding
 from beard_jax.benchmark.progress import CellProgress
 from beard_jax.benchmark.report import write_outputs
@@ -126,6 +127,18 @@ def _attack_inputs(protocol: protocols.Protocol, spec: DatasetSpec, images: np.n
   return np.asarray(normalize(spec, pixels))
 
 
+def resolved_hparams(attack: str, protocol: protocols.Protocol, targeted: bool) -> dict:
+  """The protocol's hyperparameters of `attack`, with the backend-dependent defaults filled in.
+
+  DeepFool's samples in flight default to a per-backend value, and its ties under
+  the `beard` protocol depend on them (`attacks.deepfool`), so the record names them.
+  """
+  hparams = dict(protocol.attack_hparams[attack], targeted=targeted)
+  if attack == 'deepfool' and hparams.get('slots') is None:
+    hparams['slots'] = deepfool.default_slots()
+  return hparams
+
+
 def _record(cell: Cell, protocol, run: AttackRun, hparams: dict, versions: dict) -> dict:
   entry = cell.entry
   return {
@@ -180,7 +193,7 @@ def run_cells(
     if cell.attack == 'clean':
       attack_fn, hparams = identity_attack, {}
     else:
-      hparams = dict(protocol.attack_hparams[cell.attack], targeted=cell.targeted)
+      hparams = resolved_hparams(cell.attack, protocol, cell.targeted)
       attack_fn = attack_library.get_attack(cell.attack, **hparams)
     mode = 'targeted' if cell.targeted else 'untargeted'
     label = f'{cell.entry.method} ipc{cell.entry.ipc} seed{cell.entry.seed} {cell.attack} {mode}'

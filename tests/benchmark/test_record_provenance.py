@@ -1,0 +1,29 @@
+"""What a record says produced it: resolved attack hyperparameters and the JAX numerics."""
+
+import jax
+import pytest
+
+from attacks import deepfool
+from beard_jax import protocols, provenance
+from beard_jax.benchmark.run import resolved_hparams
+
+
+@pytest.mark.parametrize('protocol', [protocols.BEARD, protocols.STANDARD])
+def test_deepfool_record_names_the_slots_that_ran(protocol):
+  hparams = resolved_hparams('deepfool', protocol, targeted=False)
+  assert hparams['slots'] == deepfool.default_slots() == deepfool.CPU_SLOTS
+  assert hparams['targeted'] is False
+  # Everything else is the protocol's own setting.
+  for name, value in protocol.attack_hparams['deepfool'].items():
+    assert hparams[name] == value
+
+
+def test_other_attacks_keep_the_protocol_hparams():
+  hparams = resolved_hparams('pgd', protocols.BEARD, targeted=True)
+  assert hparams == dict(protocols.BEARD.attack_hparams['pgd'], targeted=True)
+
+
+def test_versions_record_the_matmul_precision():
+  assert provenance.library_versions()['matmul_precision'] == 'default'
+  with jax.default_matmul_precision('highest'):
+    assert provenance.library_versions()['matmul_precision'] == 'highest'
