@@ -16,5 +16,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.attacks = 'fgsm,pgd,pgd_l2,cw,deepfool,autoattack'
   config.modes = 'targeted,untargeted'
   config.batch_size = 256  # BEARD's loader batch; C&W's result depends on the partition.
+  config.matmul_precision = 'highest'  # float32 as on a CPU: TF32 flips images (README).
   config.workdir = 'runs/beard'
   return config

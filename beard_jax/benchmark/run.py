@@ -38,6 +38,8 @@ from beard_jax.evaluate.runner import AttackRun, identity_attack, run_attack
 from beard_jax.models.convnet import ConvNet, make_apply_fn, normalize
 from beard_jax.models.pool import ModelEntry, discover_models, load_model_params
 
+# JAX's float32 matmul precisions that `config.matmul_precision` accepts.
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
 # Config fields that change a cell's numbers; the workdir is bound to them.
 RESULT_FIELDS = (
   'dataset',
@@ -45,6 +47,7 @@ RESULT_FIELDS = (
   'protocol',
   'num_examples',
   'batch_size',
+  'matmul_precision',
   'seed',
   'seeds',
   'recipe',
@@ -257,6 +260,18 @@ def merge_task_results(config, store: ResultStore) -> None:
           store.add({k: v for k, v in record.items() if k != 'config_hash'})
 
 
+def set_matmul_precision(precision: str) -> None:
+  """Sets JAX's default float32 matmul/conv precision for this process.
+
+  Args:
+    precision: one of `MATMUL_PRECISIONS`; 'default' lets XLA use TF32 on NVIDIA
+      GPUs, 'highest' computes in float32 (no effect on a CPU, which always does).
+  """
+  if precision not in MATMUL_PRECISIONS:
+    raise ValueError(f'unknown matmul_precision {precision!r}; choose from {MATMUL_PRECISIONS}')
+  jax.config.update('jax_default_matmul_precision', None if precision == 'default' else precision)
+
+
 def run_benchmark(config) -> list[dict[str, Any]]:
   """Runs (or resumes) the benchmark described by `config`; returns this task's records.
 
@@ -264,6 +279,7 @@ def run_benchmark(config) -> list[dict[str, Any]]:
     config: an `ml_collections.ConfigDict` as in `configs/default.py`.
   """
   _check_sweep(config)
+  set_matmul_precision(config.matmul_precision)
   spec = get_dataset_spec(config.dataset)
   protocol = protocols.get_protocol(config.protocol)
   store_config = (config.workdir, config.to_dict(), provenance.config_hash(result_config(config)))

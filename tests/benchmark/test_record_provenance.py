@@ -5,7 +5,7 @@ import pytest
 
 from attacks import deepfool
 from beard_jax import protocols, provenance
-from beard_jax.benchmark.run import resolved_hparams
+from beard_jax.benchmark.run import RESULT_FIELDS, resolved_hparams, set_matmul_precision
 
 
 @pytest.mark.parametrize('protocol', [protocols.BEARD, protocols.STANDARD])
@@ -27,3 +27,23 @@ def test_versions_record_the_matmul_precision():
   assert provenance.library_versions()['matmul_precision'] == 'default'
   with jax.default_matmul_precision('highest'):
     assert provenance.library_versions()['matmul_precision'] == 'highest'
+
+
+def test_set_matmul_precision_applies_and_validates():
+  try:
+    set_matmul_precision('highest')
+    assert provenance.library_versions()['matmul_precision'] == 'highest'
+    set_matmul_precision('default')
+    assert provenance.library_versions()['matmul_precision'] == 'default'
+    with pytest.raises(ValueError, match='unknown matmul_precision .*tf32.*choose from'):
+      set_matmul_precision('tf32')
+  finally:
+    jax.config.update('jax_default_matmul_precision', None)
+
+
+def test_matmul_precision_is_part_of_the_result_config():
+  from configs import beard, default
+
+  assert 'matmul_precision' in RESULT_FIELDS
+  assert default.get_config().matmul_precision == 'default'
+  assert beard.get_config().matmul_precision == 'highest'
