@@ -212,7 +212,9 @@ def print_matmul(repeats: int) -> None:
   a = jnp.ones((n, n), jnp.float32)
   mm, _ = common.compile_jit(jnp.dot, a, a)
   seconds = timed({'mm': lambda: common.block(mm(a, a))}, repeats)['mm']
-  print(f'\nmatmul {n}x{n} float32 (ours, XLA:{jax.default_backend().upper()}): {2 * n**3 / seconds / 1e9:.1f} GFLOP/s')
+  backend = jax.default_backend().upper()
+  gflops = 2 * n**3 / seconds / 1e9
+  print(f'\nmatmul {n}x{n} float32 (ours, XLA:{backend}): {gflops:.1f} GFLOP/s')
 
 
 if __name__ == '__main__':
