@@ -31,6 +31,11 @@ class Protocol:
     untargeted_only: attacks whose targeted cell is the clean accuracy
       (BEARD records clean accuracy there instead of running them).
     attack_hparams: attack name → keyword arguments for `attacks.get_attack`.
+    batch_size: the attack batch when the config leaves it 0 (C&W's early stop looks
+      at the whole batch's loss, so its result depends on the partition).
+    matmul_precision: JAX's float32 matmul/conv precision when the config leaves it
+      '': 'highest' computes in float32 everywhere; 'default' lets NVIDIA GPUs use
+      TF32, which moves a few images of a result.
   """
 
   name: str
@@ -38,6 +43,8 @@ class Protocol:
   target_modulus: int | None
   untargeted_only: frozenset[str]
   attack_hparams: dict[str, dict[str, Any]]
+  batch_size: int
+  matmul_precision: str
 
 
 _BOX = {'clip_min': 0.0, 'clip_max': 1.0}
@@ -56,6 +63,8 @@ BEARD = Protocol(
     'autoattack': dict(eps=8 / 255, variant='torchattacks', **_BOX),
     'square': dict(eps=8 / 255, n_queries=5000, p_init=0.8, **_BOX),
   },
+  batch_size=256,  # BEARD's test loader.
+  matmul_precision='highest',  # Its published accuracies are float32's (README).
 )
 
 STANDARD = Protocol(
@@ -74,6 +83,8 @@ STANDARD = Protocol(
     'apgd_ce': dict(eps=8 / 255, steps=100, **_BOX),
     'apgd_dlr': dict(eps=8 / 255, steps=100, **_BOX),
   },
+  batch_size=250,
+  matmul_precision='default',
 )
 
 PROTOCOLS = {p.name: p for p in (STANDARD, BEARD)}

@@ -15,7 +15,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.protocol = 'beard'
   config.attacks = 'fgsm,pgd,pgd_l2,cw,deepfool,autoattack'
   config.modes = 'targeted,untargeted'
-  config.batch_size = 256  # BEARD's loader batch; C&W's result depends on the partition.
-  config.matmul_precision = 'highest'  # float32 as on a CPU: TF32 flips images (README).
+  # Batch 256 and float32 convolutions come with the protocol (beard_jax/protocols.py).
   config.workdir = 'runs/beard'
   return config

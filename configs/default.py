@@ -18,10 +18,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.attacks = 'fgsm,pgd,pgd_l2,cw,deepfool,autoattack'
   config.modes = 'untargeted,targeted'
   config.num_examples = 0  # First N test images; 0 means the whole test set.
-  config.batch_size = 250
+  config.batch_size = 0  # Attack batch; 0 takes the protocol's (beard 256, standard 250).
   # JAX's float32 matmul/conv precision: 'default' lets NVIDIA GPUs compute convolutions in
-  # TF32 (fast, rounds inputs to 10-bit mantissas); 'highest' keeps float32 throughout.
-  config.matmul_precision = 'default'
+  # TF32 (fast, rounds inputs to 10-bit mantissas); 'highest' keeps float32 throughout;
+  # '' takes the protocol's (beard 'highest', standard 'default').
+  config.matmul_precision = ''
   # Where things are.
   config.data_dir = ''  # Real datasets (npz, official layouts or tfds); '' = tfds default.
   config.dataset_pool = ''  # Distilled sets to train a model pool from.

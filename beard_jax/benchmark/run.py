@@ -260,6 +260,20 @@ def merge_task_results(config, store: ResultStore) -> None:
           store.add({k: v for k, v in record.items() if k != 'config_hash'})
 
 
+def with_protocol_defaults(config, protocol: protocols.Protocol):
+  """A copy of `config` with the protocol's batch size and matmul precision filled in.
+
+  Fields left to the protocol (batch_size 0, matmul_precision '') take its values, so
+  `config.json` and the hash bound to every record name what actually ran.
+  """
+  config = config.copy_and_resolve_references()
+  if not config.batch_size:
+    config.batch_size = protocol.batch_size
+  if not config.matmul_precision:
+    config.matmul_precision = protocol.matmul_precision
+  return config
+
+
 def set_matmul_precision(precision: str) -> None:
   """Sets JAX's default float32 matmul/conv precision for this process.
 
@@ -279,9 +293,10 @@ def run_benchmark(config) -> list[dict[str, Any]]:
     config: an `ml_collections.ConfigDict` as in `configs/default.py`.
   """
   _check_sweep(config)
+  protocol = protocols.get_protocol(config.protocol)
+  config = with_protocol_defaults(config, protocol)
   set_matmul_precision(config.matmul_precision)
   spec = get_dataset_spec(config.dataset)
-  protocol = protocols.get_protocol(config.protocol)
   store_config = (config.workdir, config.to_dict(), provenance.config_hash(result_config(config)))
   primary = sharding.is_primary_process()
   if config.merge:

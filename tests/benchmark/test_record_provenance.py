@@ -5,7 +5,12 @@ import pytest
 
 from attacks import deepfool
 from beard_jax import protocols, provenance
-from beard_jax.benchmark.run import RESULT_FIELDS, resolved_hparams, set_matmul_precision
+from beard_jax.benchmark.run import (
+  RESULT_FIELDS,
+  resolved_hparams,
+  set_matmul_precision,
+  with_protocol_defaults,
+)
 
 
 @pytest.mark.parametrize('protocol', [protocols.BEARD, protocols.STANDARD])
@@ -42,8 +47,28 @@ def test_set_matmul_precision_applies_and_validates():
 
 
 def test_matmul_precision_is_part_of_the_result_config():
-  from configs import beard, default
-
   assert 'matmul_precision' in RESULT_FIELDS
-  assert default.get_config().matmul_precision == 'default'
-  assert beard.get_config().matmul_precision == 'highest'
+
+
+@pytest.mark.parametrize(
+  ('protocol', 'batch_size', 'precision'),
+  [(protocols.BEARD, 256, 'highest'), (protocols.STANDARD, 250, 'default')],
+)
+def test_protocol_fills_the_fields_the_config_leaves_to_it(protocol, batch_size, precision):
+  from configs import default
+
+  config = default.get_config()
+  config.protocol = protocol.name
+  resolved = with_protocol_defaults(config, protocol)
+  assert (resolved.batch_size, resolved.matmul_precision) == (batch_size, precision)
+  # The caller's config is left as it was.
+  assert (config.batch_size, config.matmul_precision) == (0, '')
+
+
+def test_explicit_batch_size_and_precision_win_over_the_protocol():
+  from configs import beard
+
+  config = beard.get_config()
+  config.batch_size, config.matmul_precision = 64, 'default'
+  resolved = with_protocol_defaults(config, protocols.BEARD)
+  assert (resolved.batch_size, resolved.matmul_precision) == (64, 'default')
