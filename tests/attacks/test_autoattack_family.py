@@ -269,3 +269,29 @@ def test_same_key_same_output_other_key_differs(small_net, small_batch):
   c = _run('square', apply_fn, params, x, y, jax.random.key(6), eps=8 / 255)
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(np.asarray(a), np.asarray(c))
+
+
+def test_square_result_does_not_depend_on_slots(beard_net, images):
+  """The work queue changes only the schedule: 1, 5 or all 32 samples in flight agree.
+
+  Up to float rounding, which could flip an accept decision on another CPU; here none does.
+  """
+  apply_fn, params = beard_net
+  x, y = images
+  runs = {
+    slots: np.asarray(
+      _run('square', apply_fn, params, x, y, eps=4 / 255, n_queries=40, slots=slots)
+    )
+    for slots in (1, 5, 32)
+  }
+  robust = {slots: _robust(apply_fn, params, jnp.asarray(adv), y) for slots, adv in runs.items()}
+  # Some samples are fooled and some resist, so the queue really refills slots.
+  assert 0 < robust[32].sum() < _robust(apply_fn, params, x, y).sum()
+  for slots in (1, 5):
+    np.testing.assert_array_equal(robust[slots], robust[32])
+    np.testing.assert_allclose(runs[slots], runs[32], atol=1e-5)
+
+
+def test_square_rejects_bad_slots():
+  with pytest.raises(ValueError, match='slots must be None or >= 1'):
+    attacks.get_attack('square', slots=0)
