@@ -274,8 +274,8 @@ def with_protocol_defaults(config, protocol: protocols.Protocol):
   return config
 
 
-def set_matmul_precision(precision: str) -> None:
-  """Sets JAX's default float32 matmul/conv precision for this process.
+def matmul_precision_scope(precision: str):
+  """A context in which JAX's default float32 matmul/conv precision is `precision`.
 
   Args:
     precision: one of `MATMUL_PRECISIONS`; 'default' lets XLA use TF32 on NVIDIA
@@ -283,7 +283,7 @@ def set_matmul_precision(precision: str) -> None:
   """
   if precision not in MATMUL_PRECISIONS:
     raise ValueError(f'unknown matmul_precision {precision!r}; choose from {MATMUL_PRECISIONS}')
-  jax.config.update('jax_default_matmul_precision', None if precision == 'default' else precision)
+  return jax.default_matmul_precision(None if precision == 'default' else precision)
 
 
 def run_benchmark(config) -> list[dict[str, Any]]:
@@ -295,7 +295,12 @@ def run_benchmark(config) -> list[dict[str, Any]]:
   _check_sweep(config)
   protocol = protocols.get_protocol(config.protocol)
   config = with_protocol_defaults(config, protocol)
-  set_matmul_precision(config.matmul_precision)
+  with matmul_precision_scope(config.matmul_precision):
+    return _run_resolved(config, protocol)
+
+
+def _run_resolved(config, protocol: protocols.Protocol) -> list[dict[str, Any]]:
+  """`run_benchmark` once the protocol's defaults are filled in."""
   spec = get_dataset_spec(config.dataset)
   store_config = (config.workdir, config.to_dict(), provenance.config_hash(result_config(config)))
   primary = sharding.is_primary_process()

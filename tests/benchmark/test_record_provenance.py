@@ -1,14 +1,13 @@
 """What a record says produced it: resolved attack hyperparameters and the JAX numerics."""
 
-import jax
 import pytest
 
 from attacks import deepfool
 from beard_jax import protocols, provenance
 from beard_jax.benchmark.run import (
   RESULT_FIELDS,
+  matmul_precision_scope,
   resolved_hparams,
-  set_matmul_precision,
   with_protocol_defaults,
 )
 
@@ -28,22 +27,15 @@ def test_other_attacks_keep_the_protocol_hparams():
   assert hparams == dict(protocols.BEARD.attack_hparams['pgd'], targeted=True)
 
 
-def test_versions_record_the_matmul_precision():
-  assert provenance.library_versions()['matmul_precision'] == 'default'
-  with jax.default_matmul_precision('highest'):
+def test_precision_scope_applies_validates_and_restores():
+  before = provenance.library_versions()['matmul_precision']
+  with matmul_precision_scope('highest'):
     assert provenance.library_versions()['matmul_precision'] == 'highest'
-
-
-def test_set_matmul_precision_applies_and_validates():
-  try:
-    set_matmul_precision('highest')
-    assert provenance.library_versions()['matmul_precision'] == 'highest'
-    set_matmul_precision('default')
-    assert provenance.library_versions()['matmul_precision'] == 'default'
-    with pytest.raises(ValueError, match='unknown matmul_precision .*tf32.*choose from'):
-      set_matmul_precision('tf32')
-  finally:
-    jax.config.update('jax_default_matmul_precision', None)
+    with matmul_precision_scope('default'):
+      assert provenance.library_versions()['matmul_precision'] == 'default'
+  assert provenance.library_versions()['matmul_precision'] == before
+  with pytest.raises(ValueError, match='unknown matmul_precision .*tf32.*choose from'):
+    matmul_precision_scope('tf32')
 
 
 def test_matmul_precision_is_part_of_the_result_config():
