@@ -107,8 +107,8 @@ def square_masked(
   queue = jnp.argsort(~searching, stable=True)  # searching samples first, in index order
   queue_length = jnp.sum(searching)
   sample_keys = jax.vmap(lambda j: jax.random.fold_in(key_loop, j))(jnp.arange(batch))
-  rows = jnp.arange(height)[None, :, None]
-  cols = jnp.arange(width)[None, None, :]
+  rows = jnp.arange(height)[:, None]
+  cols = jnp.arange(width)[None, :]
 
   def propose(sample_key, i, x_orig, x_best):
     """One sample's candidate [H, W, C] at its iteration i."""
@@ -120,7 +120,7 @@ def square_masked(
     left = jnp.floor(u[1] * (width - side)).astype(jnp.int32)
     window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
     signs = jnp.sign(jax.random.uniform(k_sign, (1, 1, channels), minval=-1.0))
-    x_new = x_best + jnp.where(window[0, :, :, None], 2.0 * eps * signs, 0.0)
+    x_new = x_best + jnp.where(window[:, :, None], 2.0 * eps * signs, 0.0)
     return jnp.clip(jnp.clip(x_new, x_orig - eps, x_orig + eps), clip_min, clip_max)
 
   def load(state, free):

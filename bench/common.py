@@ -72,9 +72,8 @@ def to_torch(array: np.ndarray):
 
 def torch_sync() -> None:
   """Waits for the reference's queued GPU work (no-op on a CPU)."""
-  torch = import_torch()
   if torch_device() == 'cuda':
-    torch.cuda.synchronize()
+    import_torch().cuda.synchronize()
 
 
 def torch_convnet_module():
