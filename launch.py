@@ -3,20 +3,29 @@
   python launch.py --dataset=cifar10 --ipc=1 --dataset_pool=../shared/data/dataset_pool \
     --data_dir=../shared/data --workdir=runs/quick
 
-Every field of the config file (`--config`, default configs/default.py) has a
-flag of the same name; a flag given on the command line overrides the file.
-`--config.<field>=...` works too. Rerunning a command resumes its workdir.
+Every field of the config file (`--config`, default configs/default.py next to this
+script) has a flag of the same name; a flag given on the command line overrides the
+file. `--config.<field>=...` works too. Rerunning a command resumes its workdir.
+A problem with a flag, an input file or the workdir is one line on stderr and exit
+code 2: a `UserError`, or a ValueError/OSError, which the readers of this package raise
+only with a message naming the file or value at fault; `--verbosity=1` adds the
+traceback to the log.
 """
 
 from __future__ import annotations
 
-from absl import app, flags
+import os
+import sys
+
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs import default as default_config
 
 _CONFIG = config_flags.DEFINE_config_file(
-  'config', 'configs/default.py', 'Config file (configs/*.py); flags below override it.'
+  'config',
+  os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs', 'default.py'),
+  'Config file (configs/*.py); the flags below override it.',
 )
 
 _DEFINE_BY_TYPE = {
@@ -28,10 +37,10 @@ _DEFINE_BY_TYPE = {
 
 
 def _define_override_flags() -> list[str]:
-  """One flag per config field, with the default config's value as its default."""
+  """One flag per config field, with the default config's value and its help."""
   names = []
   for name, value in default_config.get_config().items():
-    _DEFINE_BY_TYPE[type(value)](name, value, f'Overrides config.{name}.')
+    _DEFINE_BY_TYPE[type(value)](name, value, default_config.HELP[name])
     names.append(name)
   return names
 
@@ -48,10 +57,16 @@ def main(argv):
       config[name] = flags.FLAGS[name].value
   # JAX starts after flag parsing.
   from beard_jax.benchmark.run import run_benchmark
+  from beard_jax.errors import UserError
   from beard_jax.sharding import initialize_distributed
 
-  initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
-  run_benchmark(config)
+  try:
+    initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+    run_benchmark(config)
+  except (UserError, ValueError, OSError) as e:
+    logging.debug('stopped by an input error', exc_info=True)
+    sys.stderr.write(f'launch.py: error: {e}\n')
+    sys.exit(2)
 
 
 if __name__ == '__main__':

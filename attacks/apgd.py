@@ -37,8 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import losses, targets
-
-Attack = Callable[..., jax.Array]
+from attacks.base import Attack, keep_first_success
 
 
 def checkpoint_schedule(steps: int) -> tuple[list[bool], list[int]]:
@@ -205,8 +204,7 @@ def _restarts(
   def body(r, carry):
     x_out, still = carry
     adv, fooled = run_one(jax.random.fold_in(key, r))
-    take = still & fooled
-    return jnp.where(_bcast(take, x), adv, x_out), still & ~take
+    return keep_first_success(x_out, still, adv, fooled)
 
   return jax.lax.fori_loop(0, n_restarts, body, (x, active))
 
@@ -316,8 +314,7 @@ def apgd_t_masked(
     adv, left = _restarts(
       apply_fn, params, x, jax.random.fold_in(key, j), still, run_one, n_restarts
     )
-    newly = still & ~left
-    return jnp.where(_bcast(newly, x), adv, x_out), left
+    return keep_first_success(x_out, still, adv, ~left)
 
   return jax.lax.fori_loop(0, n_target_classes, per_target, (x, active))
 
@@ -399,6 +396,7 @@ def make_apgd_t(
   n_restarts: int = 1,
   n_target_classes: int = 9,
   rho: float = 0.75,
+  targeted: bool = False,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -412,14 +410,20 @@ def make_apgd_t(
 
   Args:
     eps, steps, n_restarts, rho, clip_min, clip_max: as in `make_apgd_ce`.
-    n_target_classes: how many target classes to try, ≤ K − 1 (9).
+    n_target_classes: how many target classes to try, ≤ K − 1 (9); unused when `targeted`.
+    targeted: y are the targets: the targeted DLR loss towards each sample's own target
+      (the clean prediction as the source class, `make_apgd_dlr(targeted=True)`), success =
+      reaching it.
 
   Returns:
-    `attack(apply_fn, params, x, y, key) -> x_adv`; y the true labels (untargeted only).
+    `attack(apply_fn, params, x, y, key) -> x_adv`; y the true labels (or the targets).
   """
   _check(eps, steps, n_restarts)
   if n_target_classes < 1:
     raise ValueError(f'n_target_classes must be >= 1, found {n_target_classes}')
+  if targeted:
+    return make_apgd_dlr(eps=eps, steps=steps, n_restarts=n_restarts, rho=rho, targeted=True,
+                         clip_min=clip_min, clip_max=clip_max)  # fmt: skip
 
   return targets.attack_every_point(
     apgd_t_masked,

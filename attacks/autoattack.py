@@ -20,7 +20,13 @@ Two variants:
   seed is given (here: the key). Each sub-attack also sees only the still-robust points
   (`MultiAttack`).
 
-Untargeted only (AutoAttack defines no targeted ensemble; BEARD reports AA untargeted only).
+Targeted (`targeted=True`, y the targets). The authors define no user-targeted ensemble (their
+APGD-T and FAB-T pick target classes themselves to find *any* misclassification); here the
+same four stages run against each sample's given target: APGD-CE on −CE(target), APGD-T as
+APGD on the targeted DLR loss (the clean prediction as the source class), FAB towards the
+target, Square on the targeted margin. A sample counts as fooled when it is classified as
+its target; each stage attacks only the samples no earlier stage brought there. BEARD reports
+AutoAttack untargeted only (its `beard` protocol keeps that).
 """
 
 from __future__ import annotations
@@ -32,10 +38,9 @@ import jax.numpy as jnp
 
 from attacks import targets
 from attacks.apgd import apgd_masked, apgd_t_masked
-from attacks.fab import fab_t_masked
+from attacks.base import Attack, keep_first_success
+from attacks.fab import fab_t_masked, fab_to_target_masked
 from attacks.square import square_masked
-
-Attack = Callable[..., jax.Array]
 
 VARIANTS = {
   'standard': {'steps': 100, 'n_queries': 5000, 'rescale_schedule': False},
@@ -44,12 +49,56 @@ VARIANTS = {
 STAGES = ('apgd_ce', 'apgd_t', 'fab_t', 'square')
 
 
+def _untargeted_stages(eps, setting, n_target_classes, box, slots) -> dict[str, Callable]:
+  """The authors' stages: `stage(apply_fn, params, x, y, key, active) -> (x_adv, still)`."""
+  steps = setting['steps']
+  return {
+    'apgd_ce': lambda *a: apgd_masked(
+      *a, loss='ce', eps=eps, steps=steps, n_restarts=1, rho=0.75, targeted=False, **box,
+    ),
+    'apgd_t': lambda *a: apgd_t_masked(
+      *a, eps=eps, steps=steps, n_restarts=1, n_target_classes=n_target_classes, rho=0.75,
+      **box,
+    ),
+    'fab_t': lambda *a: fab_t_masked(
+      *a, eps=eps, steps=steps, n_restarts=1, n_target_classes=n_target_classes,
+      alpha_max=0.1, eta=1.05, beta=0.9, **box,
+    ),
+    'square': lambda *a: square_masked(
+      *a, eps=eps, n_queries=setting['n_queries'], p_init=0.8,
+      rescale_schedule=setting['rescale_schedule'], targeted=False, slots=slots, **box,
+    ),
+  }  # fmt: skip
+
+
+def _given_target_stages(eps, setting, box, slots) -> dict[str, Callable]:
+  """The same four stages against the given targets (y holds them; module docstring)."""
+  steps = setting['steps']
+  return {
+    'apgd_ce': lambda *a: apgd_masked(
+      *a, loss='ce', eps=eps, steps=steps, n_restarts=1, rho=0.75, targeted=True, **box,
+    ),
+    'apgd_t': lambda *a: apgd_masked(
+      *a, loss='dlr', eps=eps, steps=steps, n_restarts=1, rho=0.75, targeted=True, **box,
+    ),
+    'fab_t': lambda *a: fab_to_target_masked(
+      *a, eps=eps, steps=steps, n_restarts=1, alpha_max=0.1, eta=1.05, beta=0.9, **box,
+    ),
+    'square': lambda *a: square_masked(
+      *a, eps=eps, n_queries=setting['n_queries'], p_init=0.8,
+      rescale_schedule=setting['rescale_schedule'], targeted=True, slots=slots, **box,
+    ),
+  }  # fmt: skip
+
+
 def make_autoattack(
   eps: float = 8 / 255,
   variant: str = 'standard',
   steps: int | None = None,
   n_queries: int | None = None,
   n_target_classes: int = 9,
+  targeted: bool = False,
+  slots: int | None = None,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -60,12 +109,14 @@ def make_autoattack(
     variant: `'standard'` (the authors') or `'torchattacks'` (BEARD's), see `VARIANTS`.
     steps: overrides the variant's iterations of APGD-CE, APGD-T and FAB-T.
     n_queries: overrides the variant's Square queries.
-    n_target_classes: target classes of APGD-T and FAB-T, ≤ K − 1 (9).
+    n_target_classes: target classes of APGD-T and FAB-T, ≤ K − 1 (9); unused when targeted.
+    targeted: y are the targets; the stages attack them (module docstring).
+    slots: samples in flight in the Square stage (`attacks.square.default_slots` if None).
     clip_min, clip_max: the box (0, 1).
 
   Returns:
     `attack(apply_fn, params, x, y, key) -> x_adv`: x [B, H, W, C] float32, y int32 [B] true
-    labels; x_adv the first stage's successful point per sample, else x.
+    labels (or targets); x_adv the first stage's successful point per sample, else x.
 
   Raises:
     ValueError: an unknown variant.
@@ -78,36 +129,25 @@ def make_autoattack(
   if n_queries is not None:
     setting['n_queries'] = n_queries
   box = {'clip_min': clip_min, 'clip_max': clip_max}
-  stages = {
-    'apgd_ce': lambda *a: apgd_masked(
-      *a, loss='ce', eps=eps, steps=setting['steps'], n_restarts=1, rho=0.75, targeted=False,
-      **box,
-    ),
-    'apgd_t': lambda *a: apgd_t_masked(
-      *a, eps=eps, steps=setting['steps'], n_restarts=1, n_target_classes=n_target_classes,
-      rho=0.75, **box,
-    ),
-    'fab_t': lambda *a: fab_t_masked(
-      *a, eps=eps, steps=setting['steps'], n_restarts=1, n_target_classes=n_target_classes,
-      alpha_max=0.1, eta=1.05, beta=0.9, **box,
-    ),
-    'square': lambda *a: square_masked(
-      *a, eps=eps, n_queries=setting['n_queries'], p_init=0.8,
-      rescale_schedule=setting['rescale_schedule'], targeted=False, **box,
-    ),
-  }  # fmt: skip
+  if targeted:
+    stages = _given_target_stages(eps, setting, box, slots)
+  else:
+    stages = _untargeted_stages(eps, setting, n_target_classes, box, slots)
+
+  def succeeded(logits, y):
+    pred = jnp.argmax(logits, axis=-1)
+    return pred == y if targeted else pred != y
 
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
-    targets.check_target_count(apply_fn, params, x, n_target_classes)
-    robust = jnp.argmax(apply_fn(params, x), axis=-1) == y
+    if not targeted:
+      targets.check_target_count(apply_fn, params, x, n_target_classes)
+    robust = ~succeeded(apply_fn(params, x), y)
     x_out = x
     for i, name in enumerate(STAGES):
       adv, _ = stages[name](apply_fn, params, x, y, jax.random.fold_in(key, i), robust)
-      fooled = robust & (jnp.argmax(apply_fn(params, adv), axis=-1) != y)
-      x_out = jnp.where(fooled[:, None, None, None], adv, x_out)
-      robust = robust & ~fooled
+      x_out, robust = keep_first_success(x_out, robust, adv, succeeded(apply_fn(params, adv), y))
     return x_out
 
   return attack

@@ -27,14 +27,12 @@ the rows that need it; same result); only L∞ is implemented.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 
 from attacks import targets
-
-Attack = Callable[..., jax.Array]
+from attacks.base import Attack, keep_first_success
 
 
 def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
@@ -125,19 +123,23 @@ def fab_targeted_run(
   beta: float,
   clip_min: float,
   clip_max: float,
+  reach_target: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
   """One targeted FAB run (L∞) from `x_start`.
 
   Args:
     apply_fn, params: the model.
     x: clean inputs [B, H, W, C] float32 in the box.
-    y: true labels int32 [B]; target: target labels int32 [B].
+    y: the source class int32 [B] (the true label, or the clean prediction when only the
+      target is known); target: target labels int32 [B]. The boundary followed is y vs target.
     x_start: the first iterate [B, H, W, C] (x itself for the first restart).
     steps, alpha_max, eta, beta: FAB's parameters.
     clip_min, clip_max: the box.
+    reach_target: an iterate counts as adversarial when it is classified as `target`
+      (the given-target mode); False: when it is no longer classified as `y` (FAB-T).
 
   Returns:
-    `(adv, dist)`: the closest misclassified iterate found ([B, H, W, C]; x where none) and its
+    `(adv, dist)`: the closest adversarial iterate found ([B, H, W, C]; x where none) and its
     L∞ distance to x ([B], 1e10 where none).
   """
   batch = x.shape[0]
@@ -167,7 +169,8 @@ def fab_targeted_run(
     alpha = jnp.clip(n1 / (n1 + n2), 0.0, alpha_max)[:, None]
     u_new = jnp.clip((u1 + eta * d3[:batch]) * (1 - alpha) + (x0 + eta * d3[batch:]) * alpha, 0, 1)
     x_new = (u_new * scale + clip_min).reshape(x.shape)
-    is_adv = jnp.argmax(apply_fn(params, x_new), axis=-1) != y
+    pred = jnp.argmax(apply_fn(params, x_new), axis=-1)
+    is_adv = pred == target if reach_target else pred != y
     t = _linf(x_new - x)
     closer = is_adv & (t < dist)
     adv = jnp.where(_bcast(closer, x), x_new, adv)
@@ -178,6 +181,24 @@ def fab_targeted_run(
   init = (x_start, x, jnp.full((batch,), 1e10, jnp.float32))
   _, adv, dist = jax.lax.fori_loop(0, steps, body, init)
   return adv, dist
+
+
+def _fab_attempt(apply_fn, params, x, source, target, restart, key, *, eps, reach_target, **fab):
+  """One FAB run of restart number `restart` (a random start at radius ε/2 after the first).
+
+  Returns:
+    `(adv [B, H, W, C], fooled [B] bool)`: fooled when the run's point is adversarial (left
+    `source`, or reached `target` when `reach_target`) and within ε of x.
+  """
+  t = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0)
+  rand = x + eps * 0.5 * t / _bcast(_linf(t), x)
+  start = jnp.where(restart > 0, jnp.clip(rand, fab['clip_min'], fab['clip_max']), x)
+  adv, _ = fab_targeted_run(
+    apply_fn, params, x, source, target, start, reach_target=reach_target, **fab
+  )
+  pred = jnp.argmax(apply_fn(params, adv), axis=-1)
+  hit = pred == target if reach_target else pred != source
+  return adv, hit & (_linf(adv - x) <= eps)
 
 
 def fab_t_masked(
@@ -202,37 +223,59 @@ def fab_t_masked(
   logits_clean = apply_fn(params, x)
   order = jnp.argsort(logits_clean, axis=-1)
   active = active & (jnp.argmax(logits_clean, axis=-1) == y)
-
-  def one_run(target, r, k):
-    t = jax.random.uniform(k, x.shape, x.dtype, -1.0, 1.0)
-    rand = x + eps * 0.5 * t / _bcast(_linf(t), x)
-    start = jnp.where(r > 0, jnp.clip(rand, clip_min, clip_max), x)
-    adv, _ = fab_targeted_run(
-      apply_fn,
-      params,
-      x,
-      y,
-      target,
-      start,
-      steps=steps,
-      alpha_max=alpha_max,
-      eta=eta,
-      beta=beta,
-      clip_min=clip_min,
-      clip_max=clip_max,
-    )
-    fooled = (jnp.argmax(apply_fn(params, adv), axis=-1) != y) & (_linf(adv - x) <= eps)
-    return adv, fooled
+  fab = dict(steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, clip_min=clip_min,
+             clip_max=clip_max)  # fmt: skip
 
   def per_run(i, carry):
     x_out, still = carry
     j, r = i // n_restarts, i % n_restarts
     target = jnp.take(order, order.shape[-1] - 2 - j, axis=-1)
-    adv, fooled = one_run(target, r, jax.random.fold_in(key, i))
-    take = still & fooled
-    return jnp.where(_bcast(take, x), adv, x_out), still & ~take
+    adv, fooled = _fab_attempt(
+      apply_fn, params, x, y, target, r, jax.random.fold_in(key, i), eps=eps,
+      reach_target=False, **fab,
+    )  # fmt: skip
+    return keep_first_success(x_out, still, adv, fooled)
 
   return jax.lax.fori_loop(0, n_target_classes * n_restarts, per_run, (x, active))
+
+
+def fab_to_target_masked(
+  apply_fn,
+  params,
+  x,
+  y_target,
+  key,
+  active,
+  *,
+  eps: float,
+  steps: int,
+  n_restarts: int,
+  alpha_max: float,
+  eta: float,
+  beta: float,
+  clip_min: float,
+  clip_max: float,
+) -> tuple[jax.Array, jax.Array]:
+  """FAB towards given targets on the points where `active`; returns `(x_adv, not_reached)`.
+
+  The boundary followed is the clean prediction's against the target (the contract gives
+  only the targets); a point counts as fooled when it is classified as its target within ε.
+  Points already classified as their target are left alone.
+  """
+  source = jnp.argmax(apply_fn(params, x), axis=-1)
+  active = active & (source != y_target)
+  fab = dict(steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, clip_min=clip_min,
+             clip_max=clip_max)  # fmt: skip
+
+  def per_run(r, carry):
+    x_out, still = carry
+    adv, fooled = _fab_attempt(
+      apply_fn, params, x, source, y_target, r, jax.random.fold_in(key, r), eps=eps,
+      reach_target=True, **fab,
+    )  # fmt: skip
+    return keep_first_success(x_out, still, adv, fooled)
+
+  return jax.lax.fori_loop(0, n_restarts, per_run, (x, active))
 
 
 def make_fab_t(
@@ -243,6 +286,7 @@ def make_fab_t(
   alpha_max: float = 0.1,
   eta: float = 1.05,
   beta: float = 0.9,
+  targeted: bool = False,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -254,11 +298,14 @@ def make_fab_t(
     n_restarts: runs per target class; runs after the first start at a random point (1).
     n_target_classes: target classes tried, ≤ K − 1 (9).
     alpha_max, eta, beta: FAB's bias cap, overshoot and backward step (0.1, 1.05, 0.9).
+    targeted: y are the targets: one FAB run per restart towards each sample's own target
+      (`fab_to_target_masked`), success = classified as the target within ε;
+      `n_target_classes` is then unused.
     clip_min, clip_max: the box (0, 1).
 
   Returns:
     `attack(apply_fn, params, x, y, key) -> x_adv`: x [B, H, W, C] float32, y int32 [B] true
-    labels (untargeted only); x_adv the closest adversarial point found when within ε, else x.
+    labels (or targets); x_adv the closest adversarial point found when within ε, else x.
   """
   if eps < 0 or steps < 1 or n_restarts < 1 or n_target_classes < 1:
     raise ValueError(
@@ -266,15 +313,8 @@ def make_fab_t(
       f'{n_restarts}, {n_target_classes}'
     )
 
-  return targets.attack_every_point(
-    fab_t_masked,
-    eps=eps,
-    steps=steps,
-    n_restarts=n_restarts,
-    n_target_classes=n_target_classes,
-    alpha_max=alpha_max,
-    eta=eta,
-    beta=beta,
-    clip_min=clip_min,
-    clip_max=clip_max,
-  )
+  fab = dict(eps=eps, steps=steps, n_restarts=n_restarts, alpha_max=alpha_max, eta=eta,
+             beta=beta, clip_min=clip_min, clip_max=clip_max)  # fmt: skip
+  if targeted:
+    return targets.attack_every_point(fab_to_target_masked, **fab)
+  return targets.attack_every_point(fab_t_masked, n_target_classes=n_target_classes, **fab)

@@ -1,69 +1,155 @@
-"""The attack registry: a plain dict name → factory, and `get_attack`.
+"""The attack registry: one `AttackSpec` per attack, and the functions that read it.
+
+A spec says everything the rest of the benchmark needs to know about an attack
+without building it: its factory, the modes it defines, and its scheduling knobs
+(hyperparameters such as `slots` that change speed and float rounding, never the
+threat model) with how their per-backend defaults resolve. The planner, the
+protocols and the metrics read the specs; nothing else imports attack modules to
+learn about them.
 
 Every factory takes keyword hparams and returns
-`attack(apply_fn, params, x, y, key) -> x_adv` (see docs/CONTRACTS.md). The
-attack is a pure function; jit it with `apply_fn` static, e.g.
-`jax.jit(attack, static_argnums=0)`, or vmap it over stacked params.
+`attack(apply_fn, params, x, y, key) -> x_adv` (see docs/CONTRACTS.md); with
+`targeted=True`, y holds the target labels. The attack is a pure function; jit it
+with `apply_fn` static, e.g. `jax.jit(attack, static_argnums=0)`, or vmap it over
+stacked params.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
+from attacks import deepfool, square
 from attacks.apgd import make_apgd_ce, make_apgd_dlr, make_apgd_t
 from attacks.autoattack import make_autoattack
+from attacks.base import Attack
 from attacks.cw import make_cw
-from attacks.deepfool import make_deepfool
 from attacks.fab import make_fab_t
 from attacks.fgsm import make_fgsm
 from attacks.pgd import make_pgd, make_pgd_l2
 from attacks.spsa import make_spsa
-from attacks.square import make_square
 
-Attack = Callable[..., Any]
+MODES = ('untargeted', 'targeted')
+BOTH_MODES = frozenset(MODES)
 
-ATTACKS: dict[str, Callable[..., Attack]] = {
-  'fgsm': make_fgsm,
-  'pgd': make_pgd,
-  'pgd_l2': make_pgd_l2,
-  'cw': make_cw,
-  'deepfool': make_deepfool,
-  'apgd_ce': make_apgd_ce,
-  'apgd_dlr': make_apgd_dlr,
-  'apgd_t': make_apgd_t,
-  'fab_t': make_fab_t,
-  'square': make_square,
-  'spsa': make_spsa,
-  'autoattack': make_autoattack,
+
+class AttackSpec(NamedTuple):
+  """What the benchmark knows about one attack.
+
+  Attributes:
+    factory: keyword hparams → `attack(apply_fn, params, x, y, key) -> x_adv`.
+    modes: the modes the attack defines (a subset of `MODES`).
+    schedule: scheduling knob → `default(batch_size) -> value`, used when the knob is
+      left None; the resolved value is recorded with the results, since ties can
+      depend on it.
+    summary: one line for `--help` and errors.
+  """
+
+  factory: Callable[..., Attack]
+  modes: frozenset[str]
+  schedule: Mapping[str, Callable[[int], Any]]
+  summary: str
+
+
+_SQUARE_SLOTS = {'slots': square.default_slots}
+
+SPECS: dict[str, AttackSpec] = {
+  'fgsm': AttackSpec(make_fgsm, BOTH_MODES, {}, 'FGSM, one L∞ gradient-sign step'),
+  'pgd': AttackSpec(make_pgd, BOTH_MODES, {}, 'PGD, L∞ projected gradient steps'),
+  'pgd_l2': AttackSpec(make_pgd_l2, BOTH_MODES, {}, 'PGD, L2 projected gradient steps'),
+  'cw': AttackSpec(make_cw, BOTH_MODES, {}, 'Carlini-Wagner L2, Adam on tanh space'),
+  'deepfool': AttackSpec(
+    deepfool.make_deepfool,
+    BOTH_MODES,
+    {'slots': lambda batch: deepfool.default_slots()},
+    'DeepFool, minimal L2 steps to the nearest boundary (or to the target)',
+  ),
+  'apgd_ce': AttackSpec(make_apgd_ce, BOTH_MODES, {}, 'Auto-PGD on cross-entropy, L∞'),
+  'apgd_dlr': AttackSpec(make_apgd_dlr, BOTH_MODES, {}, 'Auto-PGD on the DLR loss, L∞'),
+  'apgd_t': AttackSpec(
+    make_apgd_t, BOTH_MODES, {}, 'Auto-PGD on targeted DLR (ranked targets, or the given one)'
+  ),
+  'fab_t': AttackSpec(
+    make_fab_t, BOTH_MODES, {}, 'FAB, minimal L∞ boundary steps (ranked targets or the given one)'
+  ),
+  'square': AttackSpec(
+    square.make_square, BOTH_MODES, _SQUARE_SLOTS, 'Square, score-based random search, L∞'
+  ),
+  'spsa': AttackSpec(make_spsa, BOTH_MODES, {}, 'SPSA, gradient-free Adam on estimated gradients'),
+  'autoattack': AttackSpec(
+    make_autoattack,
+    BOTH_MODES,
+    _SQUARE_SLOTS,
+    'AutoAttack: APGD-CE, APGD-T, FAB-T, Square; first success per sample',
+  ),
 }
 
-ATTACK_NAMES = tuple(sorted(ATTACKS))
+ATTACKS: dict[str, Callable[..., Attack]] = {name: spec.factory for name, spec in SPECS.items()}
+ATTACK_NAMES = tuple(sorted(SPECS))
+
+
+def get_spec(name: str) -> AttackSpec:
+  """The spec of attack `name`; an unknown name raises naming the valid choices."""
+  if name not in SPECS:
+    raise ValueError(f'unknown attack {name!r}; choose from {", ".join(ATTACK_NAMES)}')
+  return SPECS[name]
+
+
+def _factory_hparams(factory: Callable) -> list[str]:
+  return [
+    p.name
+    for p in inspect.signature(factory).parameters.values()
+    if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+  ]
+
+
+def check_hparams(name: str, hparams: Mapping[str, Any]) -> None:
+  """Raises ValueError unless `hparams` are keyword arguments of the attack's factory and
+  their `targeted` names a mode the attack defines."""
+  spec = get_spec(name)
+  valid = _factory_hparams(spec.factory)
+  unknown = sorted(set(hparams) - set(valid))
+  if unknown:
+    raise ValueError(f'unknown hparams {unknown} for attack {name!r}; valid: {sorted(valid)}')
+  mode = 'targeted' if hparams.get('targeted') else 'untargeted'
+  if mode not in spec.modes:
+    raise ValueError(f'attack {name!r} has no {mode} mode; it defines {sorted(spec.modes)}')
+
+
+def resolve_hparams(name: str, hparams: Mapping[str, Any], batch_size: int) -> dict[str, Any]:
+  """`hparams` with every scheduling knob left None (or absent) set to its backend default.
+
+  Args:
+    name: an attack name.
+    hparams: the factory's keyword arguments (`targeted` among them for targeted runs).
+    batch_size: the attack batch the knobs are resolved for.
+
+  Returns:
+    A new dict: `hparams` plus the resolved knobs; validated by `check_hparams`.
+  """
+  spec = get_spec(name)
+  resolved = dict(hparams)
+  for knob, default in spec.schedule.items():
+    if resolved.get(knob) is None:
+      resolved[knob] = default(batch_size)
+  check_hparams(name, resolved)
+  return resolved
 
 
 def get_attack(name: str, **hparams: Any) -> Attack:
   """Builds attack `name` with `hparams` (the factory's keyword arguments).
 
   Args:
-    name: a key of `ATTACKS`.
+    name: a key of `SPECS`.
     **hparams: the factory's keyword arguments; unspecified ones take its defaults.
 
   Returns:
     `attack(apply_fn, params, x, y, key) -> x_adv`.
 
   Raises:
-    ValueError: an unknown attack name or an hparam the factory does not take.
+    ValueError: an unknown attack name, an hparam the factory does not take, or a mode
+      the attack does not define.
   """
-  if name not in ATTACKS:
-    raise ValueError(f'unknown attack {name!r}; choose from {sorted(ATTACKS)}')
-  factory = ATTACKS[name]
-  valid = [
-    p.name
-    for p in inspect.signature(factory).parameters.values()
-    if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-  ]
-  unknown = sorted(set(hparams) - set(valid))
-  if unknown:
-    raise ValueError(f'unknown hparams {unknown} for attack {name!r}; valid: {sorted(valid)}')
-  return factory(**hparams)
+  check_hparams(name, hparams)
+  return SPECS[name].factory(**hparams)

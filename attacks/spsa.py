@@ -18,14 +18,11 @@ as in the paper. Its defaults (eps 0.3, one iteration) are MNIST-style; ours are
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
 from attacks import losses
-
-Attack = Callable[..., jax.Array]
+from attacks.base import Attack
 
 
 def make_spsa(

@@ -41,14 +41,11 @@ decision (with 1 slot, one of these 50 samples ended 0.06 away from its 16-slot 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 
 from attacks import losses
-
-Attack = Callable[..., jax.Array]
+from attacks.base import Attack
 
 _SCHEDULE_ENDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 CPU_SLOTS = 4

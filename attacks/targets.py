@@ -101,13 +101,13 @@ def attack_every_point(masked_attack: Callable[..., tuple[jax.Array, jax.Array]]
   """Turns a masked ranked-target attack (APGD-T, FAB-T) into `attack(apply_fn, params, x, y, key)`.
 
   AutoAttack runs each stage on the points still robust (`active`); a stand-alone attack runs it
-  on every point. This wrapper casts the inputs, checks `n_target_classes ≤ K − 1` once the
-  logits' K is known, and calls `masked_attack(apply_fn, params, x, y, key, active, **hparams)`
-  with every point active.
+  on every point. This wrapper casts the inputs, checks `n_target_classes ≤ K − 1` (when the
+  attack ranks targets) once the logits' K is known, and calls
+  `masked_attack(apply_fn, params, x, y, key, active, **hparams)` with every point active.
 
   Args:
     masked_attack: returns `(x_adv [B, ...], fooled [B] bool)`.
-    **hparams: keyword arguments of `masked_attack`, `n_target_classes` among them.
+    **hparams: keyword arguments of `masked_attack`.
 
   Returns:
     `attack(apply_fn, params, x [B, H, W, C], y [B] int, key) -> x_adv [B, H, W, C]`.
@@ -116,7 +116,8 @@ def attack_every_point(masked_attack: Callable[..., tuple[jax.Array, jax.Array]]
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
-    check_target_count(apply_fn, params, x, hparams['n_target_classes'])
+    if 'n_target_classes' in hparams:
+      check_target_count(apply_fn, params, x, hparams['n_target_classes'])
     x_adv, _ = masked_attack(apply_fn, params, x, y, key, jnp.ones(x.shape[:1], bool), **hparams)
     return x_adv
 

@@ -8,7 +8,9 @@
   AutoAttack is torchattacks' 10-iteration version.
 * `standard` is the corrected threat model: attacks act on [0, 1] pixels with
   the normalisation inside the model, PGD step 2/255 with a random start,
-  targets (y + 1) mod K, AutoAttack as its authors define it.
+  targets (y + 1) mod K, AutoAttack as its authors define it (and, targeted, its four
+  stages against the given target: `attacks.autoattack`). It also offers APGD-CE/DLR/T,
+  FAB-T and SPSA on their own, in both modes.
 
 Every record names its protocol; the two are never reported as each other.
 """
@@ -82,12 +84,27 @@ STANDARD = Protocol(
     'square': dict(eps=8 / 255, n_queries=5000, p_init=0.8, **_BOX),
     'apgd_ce': dict(eps=8 / 255, steps=100, **_BOX),
     'apgd_dlr': dict(eps=8 / 255, steps=100, **_BOX),
+    'apgd_t': dict(eps=8 / 255, steps=100, n_target_classes=9, **_BOX),
+    'fab_t': dict(eps=8 / 255, steps=100, n_target_classes=9, **_BOX),
+    'spsa': dict(eps=8 / 255, steps=100, lr=0.01, delta=0.01, nb_sample=128, **_BOX),
   },
   batch_size=250,
   matmul_precision='default',
 )
 
 PROTOCOLS = {p.name: p for p in (STANDARD, BEARD)}
+
+
+def targeted_exclusions(protocol_name: str) -> frozenset[str]:
+  """Attacks whose targeted rows the metrics drop under `protocol_name`.
+
+  Under `beard` these are the attacks it runs untargeted only (BEARD's toolkit drops
+  targeted DeepFool and AutoAttack, whose targeted rows are clean accuracy); under
+  `standard` every attack that ran counts. An unknown protocol name (published logs
+  of other tools) takes `beard`'s.
+  """
+  protocol = PROTOCOLS.get(protocol_name, BEARD)
+  return protocol.untargeted_only
 
 
 def get_protocol(name: str) -> Protocol:

@@ -8,6 +8,8 @@ import platform
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 _PACKAGES = ('beard-jax', 'jax', 'jaxlib', 'flax', 'optax', 'numpy')
 
 
@@ -32,3 +34,22 @@ def config_hash(config: dict[str, Any]) -> str:
   """A short, stable hash of a JSON-able config (key order does not matter)."""
   blob = json.dumps(config, sort_keys=True, separators=(',', ':'), default=str)
   return hashlib.sha256(blob.encode('utf-8')).hexdigest()[:16]
+
+
+def file_sha256(path: str) -> str:
+  """The sha256 of a file's bytes, read in 1 MiB chunks."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    for chunk in iter(lambda: f.read(1 << 20), b''):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def arrays_sha256(*arrays) -> str:
+  """A sha256 of arrays' dtypes, shapes and bytes (C order): equal iff their contents are."""
+  digest = hashlib.sha256()
+  for array in arrays:
+    array = np.ascontiguousarray(array)
+    digest.update(f'{array.dtype.str}{array.shape};'.encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()

@@ -3,47 +3,87 @@
 Run:
   python launch.py --config=configs/default.py --dataset=cifar10 --ipc=10 \
     --dataset_pool=../shared/data/dataset_pool --data_dir=../shared/data --workdir=runs/c10
+
+`HELP` explains every field; `launch.py --help` shows it for the flag of the same name.
 """
 
 import ml_collections
 
+HELP = {
+  # What to evaluate.
+  'dataset': 'cifar10, cifar100 or tinyimagenet',
+  'ipc': 'images per class of the distilled sets (and models) to evaluate; 0 = every IPC found',
+  'methods': "comma-separated methods to keep (DC,DM,...; 'full' trains on the real training "
+  'split); empty = every method found in the pool',
+  'protocol': "threat model: 'standard' (attacks on [0, 1] pixels) or 'beard' (BEARD's code, "
+  'quirks included)',
+  'attacks': 'comma-separated attacks (clean, fgsm, pgd, pgd_l2, cw, deepfool, autoattack, '
+  'apgd_ce, apgd_dlr, apgd_t, fab_t, square, spsa; which ones a protocol defines: README)',
+  'modes': "comma-separated modes: 'untargeted', 'targeted' (targets (y + 1) mod K)",
+  'num_examples': 'attack the first N test images; 0 = the whole test set',
+  'batch_size': "attack batch; 0 = the protocol's (beard 256, standard 250)",
+  'matmul_precision': "JAX float32 conv/matmul precision: 'default' (TF32 on NVIDIA GPUs), "
+  "'high', 'highest' (float32 throughout); empty = the protocol's",
+  # Where things are.
+  'data_dir': 'folder of the real datasets (npz, official layouts or a tfds data dir); '
+  "empty = $BEARD_DATA_DIR, else tfds' default",
+  'dataset_pool': 'folder of distilled sets to train the model pool from',
+  'model_pool': 'folder of trained models (project checkpoints or BEARD .pth files)',
+  'workdir': 'where records, models, metrics, reports and leaderboards go; rerunning resumes it',
+  # Training the model pool.
+  'seed': 'every random choice (initialisation, augmentation, attack starts) derives from it',
+  'seeds': 'models per distilled set (seed, seed + 1, ...), trained as one vmapped program',
+  'recipe': "training recipe: 'sgd' (BEARD's code) or 'adam' (the paper's appendix)",
+  'epochs': "training epochs; 0 = the recipe's",
+  'train_attack': "'pgd' trains adversarially with the protocol's PGD; empty = standard training",
+  'experiment': 'which distillation of a multi-experiment .pt file to train on',
+  # Scale-out.
+  'task_index': "this task's index in [0, num_tasks) (batch-job arrays)",
+  'num_tasks': '>1 splits the cells over independent tasks, each writing its own records file',
+  'merge': "gather the tasks' records into results.jsonl and write the reports",
+  'merge_partial': 'with --merge: accept that some tasks left no records (merged as they are)',
+  'coordinator_address': 'host:port of process 0, for multi-host runs',
+  'num_processes': 'processes of a multi-host run',
+  'process_id': "this process's index in a multi-host run",
+  'repair': 'keep the first record of every cell recorded twice and move the others aside '
+  '(a workdir written by two runs at once), then continue',
+  # Metrics.
+  'metrics_type': "robustness ratio: 'beard', 'rome' or 'rome+'",
+  'alpha': 'CREI = alpha * RR + (1 - alpha) * AE, alpha in [0, 1]',
+  'clean_time': "clean-pass time T0 of AE: 'toolkit' (min over both modes) or 'paper'",
+}
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  # What to evaluate.
   config.dataset = 'cifar10'
   config.ipc = 10
-  config.methods = ''  # Comma-separated; empty means every method found in the pool.
+  config.methods = ''
   config.protocol = 'standard'
   config.attacks = 'fgsm,pgd,pgd_l2,cw,deepfool,autoattack'
   config.modes = 'untargeted,targeted'
-  config.num_examples = 0  # First N test images; 0 means the whole test set.
-  config.batch_size = 0  # Attack batch; 0 takes the protocol's (beard 256, standard 250).
-  # JAX's float32 matmul/conv precision: 'default' lets NVIDIA GPUs compute convolutions in
-  # TF32 (fast, rounds inputs to 10-bit mantissas); 'highest' keeps float32 throughout;
-  # '' takes the protocol's (beard 'highest', standard 'default').
+  config.num_examples = 0
+  config.batch_size = 0
   config.matmul_precision = ''
-  # Where things are.
-  config.data_dir = ''  # Real datasets (npz, official layouts or tfds); '' = tfds default.
-  config.dataset_pool = ''  # Distilled sets to train a model pool from.
-  config.model_pool = ''  # Trained models (project checkpoints or BEARD .pth files).
+  config.data_dir = ''
+  config.dataset_pool = ''
+  config.model_pool = ''
   config.workdir = 'runs/default'
-  # Training the model pool.
-  config.seed = 0  # Every random choice derives from it.
-  config.seeds = 1  # Models per distilled set, trained as one vmapped program.
-  config.recipe = 'sgd'  # 'sgd' (BEARD's code) or 'adam' (the paper's appendix).
-  config.epochs = 0  # 0 keeps the recipe's epochs.
-  config.train_attack = ''  # 'pgd' trains adversarially (PROTOCOL.md §4).
-  config.experiment = 0  # Which distillation of a multi-experiment .pt file.
-  # Scale-out: sweep tasks of a batch-job array, and multi-host runs.
-  config.task_index = 0  # This task's index in [0, num_tasks).
-  config.num_tasks = 1  # >1 splits the cells over tasks; each writes its own records.
-  config.merge = False  # Gather the tasks' records into results.jsonl and write reports.
-  config.coordinator_address = ''  # host:port of process 0, for multi-host runs.
+  config.seed = 0
+  config.seeds = 1
+  config.recipe = 'sgd'
+  config.epochs = 0
+  config.train_attack = ''
+  config.experiment = 0
+  config.task_index = 0
+  config.num_tasks = 1
+  config.merge = False
+  config.merge_partial = False
+  config.coordinator_address = ''
   config.num_processes = 1
   config.process_id = 0
-  # Metrics.
-  config.metrics_type = 'beard'  # 'beard', 'rome' or 'rome+'.
-  config.alpha = 0.5  # CREI = alpha·RR + (1 − alpha)·AE.
-  config.clean_time = 'toolkit'  # 'toolkit' (min of the two clean passes) or 'paper'.
+  config.repair = False
+  config.metrics_type = 'beard'
+  config.alpha = 0.5
+  config.clean_time = 'toolkit'
   return config

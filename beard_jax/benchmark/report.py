@@ -1,4 +1,5 @@
-"""After the cells: metric rows, leaderboards and a human-readable `report.md`."""
+"""After the cells: metric rows, leaderboards, a human-readable `report.md`, and the terminal
+summary table (`summary_text`)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
 from beard_jax.io.atomic import atomic_write_text
 from beard_jax.leaderboard import write_leaderboards
+from beard_jax.leaderboard.boards import attack_title, make_entry, order_attacks
 from beard_jax.metrics import compute_metrics, summarize
+from beard_jax.metrics.tables import frame_to_markdown, mean_std_text
 
 _RECORD_COLUMNS = (
   ('method', 'method'),
@@ -26,6 +31,8 @@ _RECORD_COLUMNS = (
   ('attack_seconds', 'pass s'),
   ('compile_seconds', 'compile s'),
 )
+_TEXT_COLUMNS = ('method', 'training', 'attack', 'mode', 'worst_attack', 'degenerate')
+SUMMARY_WIDTH = 100
 _METRIC_COLUMNS = (
   'method',
   'ipc',
@@ -54,9 +61,89 @@ def _cell(key: str, value: Any) -> str:
 
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-  lines = ['| ' + ' | '.join(headers) + ' |', '|' + '---|' * len(headers)]
-  lines += ['| ' + ' | '.join(row) + ' |' for row in rows]
-  return '\n'.join(lines)
+  frame = pd.DataFrame(list(rows), columns=list(headers))
+  return frame_to_markdown(frame, left=[h for h in headers if h in _TEXT_COLUMNS])
+
+
+def _summary_rows(records_or_rows: Sequence[Mapping], settings: Mapping[str, Any]) -> list[Mapping]:
+  """Per-IPC multi-adversary metric rows: given, or computed from records."""
+  items = list(records_or_rows)
+  if items and 'adversary' not in items[0]:
+    items = compute_metrics(items, **settings)
+  return [r for r in items if r['adversary'] == 'all' and r['ipc'] != 'combined']
+
+
+def _summary_frame(rows: Sequence[Mapping], digits: int, with_std: bool) -> pd.DataFrame:
+  """method, IPC, seeds, clean, robust accuracy per attack, CREI ('*': not ranked)."""
+  attacks = order_attacks(a for r in rows for a in r['attacks'])
+  lines = []
+  for row in rows:
+    entry = make_entry(row)
+    values = {'clean': ('clean_acc', entry.clean_acc)}
+    for attack in attacks:
+      values[attack_title(attack)] = (f'robust_acc/{attack}', entry.robust_accs.get(attack))
+    values['CREI'] = ('crei', entry.crei)
+    line = {'method': entry.method, 'IPC': str(row['ipc']), 'seeds': str(entry.num_seeds)}
+    for column, (key, value) in values.items():
+      std = entry.std(key) if with_std else None
+      line[column] = mean_std_text(value, std, digits, sep='±')
+    if entry.unranked_reasons:
+      line['CREI'] += '*'
+    lines.append(line)
+  return pd.DataFrame(lines)
+
+
+def summary_text(
+  records_or_rows: Sequence[Mapping],
+  *,
+  metrics_type: str = 'beard',
+  alpha: float = 0.5,
+  clean_time: str = 'toolkit',
+) -> str:
+  """A plain-text summary table for the terminal, one line per model and mode.
+
+  Args:
+    records_or_rows: results records (CONTRACTS.md), or metric rows from
+      `compute_metrics` (recognised by their `adversary` field).
+    metrics_type: RR variant, used only when records are given.
+    alpha: CREI weight of RR, used only when records are given.
+    clean_time: T0 rule, used only when records are given.
+
+  Returns:
+    A block per (dataset, protocol, training, mode): a heading line, then columns method,
+    IPC, seeds, clean (clean accuracy %), robust accuracy % under each attack, CREI:
+    means over seeds ± population std across seeds, two decimals. Where that makes a line
+    wider than `SUMMARY_WIDTH` characters, one decimal; where that is still too wide, two
+    decimals without the std. A CREI marked '*' is not ranked; the lines at the end say
+    why. 'no results' when there is nothing to show.
+  """
+  settings = {'metrics_type': metrics_type, 'alpha': alpha, 'clean_time': clean_time}
+  rows = _summary_rows(records_or_rows, settings)
+  if not rows:
+    return 'no results'
+  groups: dict[tuple, list[Mapping]] = {}
+  for row in rows:
+    key = (row['dataset'], row['protocol'], row['training'], row['targeted'])
+    groups.setdefault(key, []).append(row)
+  blocks = [_summary_block(key, group) for key, group in groups.items()]
+  notes = [
+    f'* not ranked: {r["method"]} IPC {r["ipc"]} {"targeted" if r["targeted"] else "untargeted"}: '
+    + ', '.join(n.split(':')[0] for n in make_entry(r).unranked_reasons)
+    for r in rows
+    if make_entry(r).unranked_reasons
+  ]
+  return '\n\n'.join(blocks) + ('\n' + '\n'.join(notes) if notes else '')
+
+
+def _summary_block(key: tuple, rows: Sequence[Mapping]) -> str:
+  dataset, protocol, training, targeted = key
+  mode = 'targeted' if targeted else 'untargeted'
+  heading = f'{dataset} · {mode} · {training} training · {protocol} protocol (%)'
+  for digits, with_std in ((2, True), (1, True), (2, False)):
+    table = _summary_frame(rows, digits, with_std).to_string(index=False)
+    if max(len(line) for line in table.splitlines()) <= SUMMARY_WIDTH:
+      break
+  return heading + '\n' + table
 
 
 def render_report(
@@ -64,8 +151,10 @@ def render_report(
   records: Sequence[Mapping],
   summary: Sequence[Mapping],
   leaderboard_files: Sequence[str],
+  overview: str = '',
 ) -> str:
-  """`report.md`: what ran, every record, the metric summary, where the boards are."""
+  """`report.md`: what ran, `overview` (`summary_text`), every record, the metric summary,
+  where the boards are."""
   versions = records[0].get('versions', {}) if records else {}
   parts = [
     f'# BEARD-JAX report: {config["dataset"]} IPC {config["ipc"]}, protocol {config["protocol"]}',
@@ -76,6 +165,12 @@ def render_report(
     f'`{config["clean_time"]}`).',
     '',
     'Versions: ' + ', '.join(f'{k} {v}' for k, v in sorted(versions.items())),
+    '',
+    '## Summary',
+    '',
+    '```',
+    overview or 'no results',
+    '```',
     '',
     '## Records',
     '',
@@ -125,5 +220,6 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   metrics_path = os.path.join(config.workdir, 'metrics.json')
   atomic_write_text(metrics_path, json.dumps(summary, indent=2))
   report_path = os.path.join(config.workdir, 'report.md')
-  atomic_write_text(report_path, render_report(config, records, summary, files))
+  overview = summary_text(rows)
+  atomic_write_text(report_path, render_report(config, records, summary, files, overview))
   return {'report': report_path, 'metrics': metrics_path, 'leaderboards': out_dir}

@@ -12,22 +12,67 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Any
 
+from beard_jax.errors import DuplicateRecordError, StaleInputError, WorkdirConflictError
 from beard_jax.io.atomic import append_line_durably, atomic_write_text, read_complete_lines
 
 RESULTS_FILE = 'results.jsonl'
 CONFIG_FILE = 'config.json'
 CELL_FIELDS = ('method', 'dataset', 'ipc', 'seed', 'protocol', 'training', 'attack', 'targeted')
-
-
-class WorkdirConflictError(RuntimeError):
-  """The workdir holds results of a different config or protocol."""
+__all__ = ['CELL_FIELDS', 'ResultStore', 'WorkdirConflictError', 'cell_key', 'repair_duplicates']
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
   """The identity of a record's cell; a finished cell is never recomputed."""
   return tuple(record[field] for field in CELL_FIELDS)
+
+
+def _numbered_records(path: str) -> list[tuple[int, dict[str, Any]]]:
+  """(1-based line number, record) of every complete line of `path`."""
+  numbered = []
+  for number, line in enumerate(read_complete_lines(path, keep_blank=True), start=1):
+    if not line.strip():
+      continue
+    try:
+      numbered.append((number, json.loads(line)))
+    except json.JSONDecodeError as e:
+      raise DuplicateRecordError(
+        f'{path}:{number} is not a JSON record ({e.msg}); remove or fix that line'
+      ) from None
+  return numbered
+
+
+def _duplicate_lines(numbered: list[tuple[int, dict[str, Any]]]) -> dict[tuple, list[int]]:
+  """Cell key → line numbers, for every cell recorded more than once."""
+  lines: dict[tuple, list[int]] = {}
+  for number, record in numbered:
+    lines.setdefault(cell_key(record), []).append(number)
+  return {key: numbers for key, numbers in lines.items() if len(numbers) > 1}
+
+
+def repair_duplicates(path: str) -> str | None:
+  """Keeps the first record of every cell in `path` and moves the others aside.
+
+  The moved lines go to `<path>.duplicates-<UTC time>` (kept, never deleted); `path` is
+  rewritten atomically.
+
+  Returns:
+    The file the duplicates went to, or None when there were none.
+  """
+  numbered = _numbered_records(path)
+  if not _duplicate_lines(numbered):
+    return None
+  kept, moved, seen = [], [], set()
+  for _, record in numbered:
+    key = cell_key(record)
+    (moved if key in seen else kept).append(json.dumps(record, sort_keys=True))
+    seen.add(key)
+  aside = f'{path}.duplicates-{time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())}'
+  atomic_write_text(aside, '\n'.join(moved) + '\n')
+  atomic_write_text(path, '\n'.join(kept) + '\n')
+  return aside
 
 
 class ResultStore:
@@ -41,6 +86,11 @@ class ResultStore:
     results_file: the records file inside `workdir` (sweep tasks write their own).
     writer: False on the non-primary processes of a multi-process run: they read the
       workdir and keep their records in memory; the primary process writes them.
+
+  Raises:
+    WorkdirConflictError: the workdir holds another config's results.
+    DuplicateRecordError: the results file records a cell twice (see `repair_duplicates`)
+      or holds a line that is not JSON; the message names the file and lines.
   """
 
   def __init__(
@@ -73,17 +123,27 @@ class ResultStore:
       )
     if writer:
       self._drop_torn_tail()
-    self._records = [json.loads(line) for line in read_complete_lines(self.path)]
-    self._done = {cell_key(r) for r in self._records}
+    numbered = _numbered_records(self.path)
+    duplicates = _duplicate_lines(numbered)
+    if duplicates:
+      key, lines = next(iter(duplicates.items()))
+      raise DuplicateRecordError(
+        f'{self.path} records {len(duplicates)} cell(s) more than once (first: '
+        f'{dict(zip(CELL_FIELDS, key, strict=True))} on lines {lines}); rerun with --repair '
+        'to keep the first record of each cell and move the others aside'
+      )
+    self._records = [record for _, record in numbered]
+    self._by_key = {cell_key(r): r for r in self._records}
 
   def _drop_torn_tail(self) -> None:
-    """Truncates an unterminated last line left by a killed append."""
+    """Truncates an unterminated last line left by a killed append (opens for writing only then)."""
     if not os.path.exists(self.path):
       return
-    with open(self.path, 'rb+') as f:
+    with open(self.path, 'rb') as f:
       data = f.read()
-      end = data.rfind(b'\n') + 1
-      if end != len(data):
+    end = data.rfind(b'\n') + 1
+    if end != len(data):
+      with open(self.path, 'rb+') as f:
         f.truncate(end)
 
   @property
@@ -92,15 +152,36 @@ class ResultStore:
     return list(self._records)
 
   def is_done(self, key: tuple) -> bool:
-    return key in self._done
+    return key in self._by_key
+
+  def check_inputs(self, key: tuple, inputs: dict[str, str]) -> None:
+    """Raises StaleInputError when the finished cell `key` was computed from other inputs.
+
+    Args:
+      key: a cell key.
+      inputs: what the cell reads now, name → content hash (`model_sha256`,
+        `test_set_sha256`, …), as `add` records it.
+    """
+    record = self._by_key.get(key)
+    if record is None:
+      return
+    recorded = record.get('inputs', {})
+    changed = sorted(name for name in inputs if recorded.get(name) != inputs[name])
+    if changed:
+      name = changed[0]
+      raise StaleInputError(
+        f'{self.path}: cell {dict(zip(CELL_FIELDS, key, strict=True))} was computed from '
+        f'another {name.removesuffix("_sha256")} ({name} {recorded.get(name)}, now '
+        f'{inputs[name]}); its records no longer describe these inputs: give a new --workdir'
+      )
 
   def add(self, record: dict[str, Any]) -> None:
     """Appends a finished cell's record durably; a duplicate cell is an error."""
     key = cell_key(record)
-    if key in self._done:
+    if key in self._by_key:
       raise ValueError(f'cell {key} is already recorded in {self.path}')
     record = dict(record, config_hash=self.config_hash)
     if self.writer:
       append_line_durably(self.path, json.dumps(record, sort_keys=True))
     self._records.append(record)
-    self._done.add(key)
+    self._by_key[key] = record

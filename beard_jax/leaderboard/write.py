@@ -17,6 +17,8 @@ def _json_safe(value):
     return None
   if isinstance(value, list):
     return [_json_safe(v) for v in value]
+  if isinstance(value, dict):
+    return {k: _json_safe(v) for k, v in value.items()}
   return value
 
 
@@ -30,6 +32,7 @@ def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> l
   Returns:
     Paths written: `leaderboards.md`, `leaderboards.csv`, `leaderboards.html`,
     `metric_rows.json` (full precision), then PNGs per protocol and mode:
+    `robust_accuracy_<protocol>_<mode>_<training>.png`,
     `metrics_<protocol>_<mode>_<training>.png`, `crei_vs_ipc_<protocol>_<mode>_<training>.png`
     and `adversarial_training_<protocol>_<mode>.png` (those with data only).
   """
@@ -37,6 +40,7 @@ def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> l
   out = pathlib.Path(out_dir)
   out.mkdir(parents=True, exist_ok=True)
   boards = boards_lib.build_boards(rows)
+  accuracy = boards_lib.build_accuracy_tables(rows)
   missing = boards_lib.missing_published_boards(boards)
 
   figures = []
@@ -47,6 +51,8 @@ def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> l
   for protocol, targeted, training in cells:
     mode = 'targeted' if targeted else 'untargeted'
     select = {'protocol': protocol, 'training': training, 'targeted': targeted}
+    path = out / f'robust_accuracy_{protocol}_{mode}_{training}.png'
+    figures.append(plots.plot_robust_accuracy(rows, path, **select))
     figures.append(
       plots.plot_metric_bars(rows, out / f'metrics_{protocol}_{mode}_{training}.png', **select)
     )
@@ -60,12 +66,13 @@ def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> l
   figures = [f for f in figures if f is not None]
 
   paths = [out / 'leaderboards.md', out / 'leaderboards.csv', out / 'leaderboards.html']
-  paths[0].write_text(render.to_markdown(boards, missing), encoding='utf-8')
+  paths[0].write_text(render.to_markdown(boards, missing, accuracy), encoding='utf-8')
   paths[1].write_text(render.to_csv(boards), encoding='utf-8')
   embedded = [
     (pathlib.Path(f).stem.replace('_', ' '), pathlib.Path(f).read_bytes()) for f in figures
   ]
-  paths[2].write_text(render.to_html(boards, missing, embedded), encoding='utf-8')
+  page = render.to_html(boards, missing, embedded, accuracy=accuracy)
+  paths[2].write_text(page, encoding='utf-8')
   rows_path = out / 'metric_rows.json'
   safe = [{k: _json_safe(v) for k, v in r.items()} for r in rows]
   rows_path.write_text(json.dumps(safe, indent=1, allow_nan=False), encoding='utf-8')

@@ -14,7 +14,6 @@ from beard_jax.metrics.beard_log import (
 from beard_jax.metrics.formulas import (
   CLEAN_TIME_RULES,
   RR_FUNCTIONS,
-  TARGETED_EXCLUDED,
   attack_efficiency,
   crei,
   diagnose,
@@ -31,7 +30,6 @@ __all__ = [
   'BeardLogError',
   'CLEAN_TIME_RULES',
   'RR_FUNCTIONS',
-  'TARGETED_EXCLUDED',
   'attack_efficiency',
   'average_over_seeds',
   'canonical_attack_name',

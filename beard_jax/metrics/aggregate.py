@@ -8,16 +8,24 @@ Seeds: accuracies and times are first averaged over the seeds of each
 (model configuration, attack, mode), then the formulas are applied once to those means
 (the published toolkit runs one seed, so this reduces to it; RR is not linear in the
 accuracies, so averaging per-seed RR would give another number). Each row reports the
-smallest seed count among the records it used, and a note when counts differ.
+smallest seed count among the records it used, and a note when counts differ. Beside that
+headline value each row carries the spread over seeds: the formulas applied to each seed
+alone, and the population standard deviation of those per-seed values (`seed_std`).
+
+A clean accuracy at or below chance (100/K % for K classes, 0 % included) gets a
+`clean_at_chance` note: the ratios of such a model measure nothing, whatever they read.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple
 
+from beard_jax import protocols
+from beard_jax.data.specs import DATASET_SPECS, canonical_dataset_name
 from beard_jax.metrics import formulas
 
 _ATTACK_ALIASES = {
@@ -161,7 +169,7 @@ def compute_metrics(
   alpha: float = 0.5,
   clean_time: str = 'toolkit',
   adversaries: str = 'multi',
-  targeted_excluded: Iterable[str] = formulas.TARGETED_EXCLUDED,
+  targeted_excluded: Iterable[str] | None = None,
 ) -> list[dict]:
   """Metric rows per (method, dataset, protocol, training, targeted, ipc | 'combined').
 
@@ -173,16 +181,22 @@ def compute_metrics(
       modes) or 'paper' (each mode's own clean time).
     adversaries: 'multi' (one row over all attacks of a mode, `adversary='all'`),
       'single' (one row per attack, `adversary=<attack>`) or 'both'.
-    targeted_excluded: attacks dropped from targeted rows (DeepFool and AA by default).
+    targeted_excluded: attacks dropped from targeted rows; None: per record's protocol,
+      `protocols.targeted_exclusions` (under `beard` DeepFool, AA and Square, which it runs
+      untargeted only, as BEARD's toolkit drops them; under `standard` none).
 
   Returns:
     Rows (dicts) with the key fields, `ipc` (the record's value or 'combined'),
     `adversary`, the settings, full-precision `rr`, `ae`, `crei`, `clean_acc`,
     `clean_seconds` (T0), `worst_robust_acc`/`worst_attack` (min over the attacks
     used), aligned lists `attacks`, `attack_ipcs`, `attack_accs`, `attack_seconds`,
-    `attacks_dropped`, `ipcs`, `num_seeds` and `degenerate` (notes, see
-    `formulas.diagnose`). A mode with no usable attack gets `rr`/`ae`/`crei` None and
-    a `no_attacks` note. Sorted by key; 'combined' after the IPCs.
+    `attacks_dropped`, `ipcs`, `num_seeds`, `degenerate` (notes, see
+    `formulas.diagnose` and `clean_at_chance` above), and the spread over seeds:
+    `seed_std` ({'clean_acc', 'rr', 'ae', 'crei', 'worst_robust_acc', 'robust_acc/<attack>':
+    population std of the per-seed values}, the per-attack value being the mean over the
+    row's IPCs) with `seed_std_seeds` (the seeds it is over; {} and [] with fewer than two
+    seeds). A mode with no usable attack gets `rr`/`ae`/`crei` None and a `no_attacks`
+    note. Sorted by key; 'combined' after the IPCs.
 
   Raises:
     ValueError: unknown setting, malformed or duplicate record, or a model
@@ -193,8 +207,25 @@ def compute_metrics(
   formulas.check_clean_time_rule(clean_time)
   if adversaries not in ADVERSARIES:
     raise ValueError(f'unknown adversaries {adversaries!r}; choose from {sorted(ADVERSARIES)}')
-  excluded = {canonical_attack_name(a) for a in targeted_excluded}
+  excluded = _exclusions(targeted_excluded)
   settings = {'metrics_type': metrics_type, 'alpha': alpha, 'clean_time': clean_time}
+  records = list(records)
+  rows = _compute(records, settings, adversaries, excluded)
+  return _with_seed_spread(rows, records, settings, adversaries, excluded)
+
+
+def _exclusions(targeted_excluded: Iterable[str] | None) -> Callable[[str], set[str]]:
+  """protocol name → canonical names of the attacks its targeted rows leave out."""
+  if targeted_excluded is not None:
+    fixed = {canonical_attack_name(a) for a in targeted_excluded}
+    return lambda protocol: fixed
+  return lambda protocol: {
+    canonical_attack_name(a) for a in protocols.targeted_exclusions(protocol)
+  }
+
+
+def _compute(records: list[Mapping], settings: dict, adversaries: str, excluded) -> list[dict]:
+  """The headline rows of `compute_metrics`: seeds averaged, then the formulas."""
   grouped = average_over_seeds(records)
 
   rows = []
@@ -206,11 +237,11 @@ def compute_metrics(
     modes = grouped[model_key]
     for targeted in sorted(modes):
       try:
-        clean_acc, t0, seeds, notes = _clean_reference(modes, targeted, clean_time)
+        clean_acc, t0, seeds, notes = _clean_reference(modes, targeted, settings['clean_time'])
       except ValueError as e:
         raise ValueError(f'{dict(zip(_KEY_FIELDS, model_key, strict=True))}: {e}') from None
       attacks = {a: v for a, v in modes[targeted].items() if a != 'clean'}
-      dropped = sorted(a for a in attacks if targeted and a in excluded)
+      dropped = sorted(a for a in attacks if targeted and a in excluded(protocol))
       entries = [(a, ipc, *attacks[a]) for a in sorted(attacks) if a not in dropped]
       base = (method, dataset, protocol, training, targeted)
       part = _Part(ipc, clean_acc, t0, seeds, notes, entries, dropped)
@@ -254,7 +285,7 @@ def _pool(base: tuple, ipc, parts: list[_Part], settings: dict, adversary: str) 
   clean_acc = _mean([p.clean_acc for p, _ in used])
   clean_seconds = _mean([p.clean_seconds for p, _ in used])
   seeds = [s for p, _ in used for s in p.seeds]
-  notes = sorted({n for p, _ in used for n in p.notes})
+  notes = [*sorted({n for p, _ in used for n in p.notes}), *_chance_notes(base[1], clean_acc)]
   entries = [e for _, es in used for e in es]
   keys = dict(zip(('method', 'dataset', 'protocol', 'training', 'targeted'), base, strict=True))
   head = {**keys, 'ipc': ipc}
@@ -296,3 +327,79 @@ def _empty_row(base, clean_acc, clean_seconds, seeds, notes, settings):
     'num_seeds': min(seeds),
     'degenerate': [*notes, 'no_attacks: no attack left in this mode; metrics undefined'],
   }
+
+
+def _chance_notes(dataset: str, clean_acc: float) -> list[str]:
+  """A `clean_at_chance` note when C <= 100/K % (K classes); none for an unknown dataset."""
+  try:
+    num_classes = DATASET_SPECS[canonical_dataset_name(dataset)].num_classes
+  except ValueError:
+    return []
+  chance = 100.0 / num_classes
+  if clean_acc > chance:
+    return []
+  return [
+    f'clean_at_chance: C = {clean_acc:.2f} % is at or below chance ({chance:.2f} % for '
+    f'{num_classes} classes); RR, AE and CREI measure nothing here'
+  ]
+
+
+_GROUP_FIELDS = ('method', 'dataset', 'protocol', 'training')
+_ROW_KEY_FIELDS = (*_GROUP_FIELDS, 'targeted', 'ipc', 'adversary')
+
+
+def _row_key(row: Mapping) -> tuple:
+  return tuple(row[k] for k in _ROW_KEY_FIELDS)
+
+
+def _with_seed_spread(rows, records, settings, adversaries, excluded) -> list[dict]:
+  """`rows` with `seed_std` and `seed_std_seeds` added, from each seed's own rows.
+
+  A seed's rows come from its records alone; a seed without a clean pass of its own
+  cannot give them and is left out of the spread.
+  """
+  subsets = defaultdict(lambda: defaultdict(list))
+  for record in records:
+    subsets[tuple(record[k] for k in _GROUP_FIELDS)][record['seed']].append(record)
+  per_seed = defaultdict(list)  # row key -> [(seed, that seed's row)]
+  for by_seed in subsets.values():
+    if len(by_seed) < 2:
+      continue
+    for seed, subset in by_seed.items():
+      try:
+        seed_rows = _compute(subset, settings, adversaries, excluded)
+      except ValueError:
+        continue
+      for seed_row in seed_rows:
+        per_seed[_row_key(seed_row)].append((seed, seed_row))
+  return [{**row, **_spread(row, per_seed[_row_key(row)])} for row in rows]
+
+
+def _spread(row: Mapping, seed_rows: list[tuple]) -> dict:
+  """Population std over the seeds whose own row used the row's attacks and IPCs."""
+  same = [
+    (seed, r)
+    for seed, r in seed_rows
+    if (r['attacks'], r['attack_ipcs'], r['ipcs'])
+    == (row['attacks'], row['attack_ipcs'], row['ipcs'])
+  ]
+  if len(same) < 2:
+    return {'seed_std': {}, 'seed_std_seeds': []}
+  values = [_seed_values(r) for _, r in same]
+  return {
+    'seed_std': {k: statistics.pstdev([v[k] for v in values]) for k in values[0]},
+    'seed_std_seeds': sorted((seed for seed, _ in same), key=str),
+  }
+
+
+def _seed_values(row: Mapping) -> dict[str, float]:
+  """The values of one seed's row that the spread covers (see `compute_metrics`)."""
+  values = {'clean_acc': row['clean_acc']}
+  if row['crei'] is not None:
+    values.update(
+      rr=row['rr'], ae=row['ae'], crei=row['crei'], worst_robust_acc=row['worst_robust_acc']
+    )
+  for attack in sorted(set(row['attacks'])):
+    accs = [a for n, a in zip(row['attacks'], row['attack_accs'], strict=True) if n == attack]
+    values[f'robust_acc/{attack}'] = _mean(accs)
+  return values

@@ -4,11 +4,14 @@
     --beard_logs=BACON_ConvNet_CIFAR10_50_evaluation_log.txt
 
 Prints a Markdown table, one row per record of ours that has a published counterpart
-(method, dataset, IPC, attack, mode): our accuracy and its example count, the published
-one, the difference, and a verdict. On the full test set the verdict is `equal` when the
-two agree to the published two decimals. On a subset of N images our accuracy estimates
-the full-set one with a binomial error, so the verdict is `within 95 %` when the
-published value lies inside our Wilson 95 % interval.
+(method, dataset, IPC, attack, mode): our accuracy and its example count N, the published
+one, the difference, and a verdict; under it, a note for each N of ours that is not the
+published N (`--full_set`, BEARD's 10,000 test images): "N 512 vs published 10000".
+
+On the full test set the verdict is `equal` when the two agree to the published two
+decimals. On a subset of N images our accuracy estimates the full-set one with a
+binomial error, so the verdict is `within 95 %` when the published value lies inside
+our Wilson 95 % interval.
 
 Ties. A record also says how many adversarial predictions were float-rounding ties
 (`boundary_examples`) and the accuracy range that flipping them could give
@@ -27,10 +30,12 @@ import os
 import sys
 from collections.abc import Iterable, Mapping
 
+import pandas as pd
 from absl import app, flags
 
 from beard_jax.io.atomic import read_complete_lines
 from beard_jax.metrics import aggregate, beard_log
+from beard_jax.metrics.tables import MISSING, frame_to_markdown
 
 _RESULTS = flags.DEFINE_list('results', None, 'Our results.jsonl files.', required=True)
 _LOGS = flags.DEFINE_list('beard_logs', None, 'BEARD log files.', required=True)
@@ -64,10 +69,10 @@ def compare(
     full_set: the size of the published test set; fewer examples of ours are a subset.
 
   Returns:
-    Dicts with method, ipc, attack, mode, ours, n, published, diff (points), images (the
-    difference in images of ours), low, high (the interval the verdict uses: Wilson 95 %
-    on a subset, widened by ties; the tie range on the full set), ties (None where the
-    record predates the field), verdict.
+    Dicts with method, ipc, attack, mode, ours, n, published_n (`full_set`), published,
+    diff (points), images (the difference in images of ours), low, high (the interval the
+    verdict uses: Wilson 95 % on a subset, widened by ties; the tie range on the full set),
+    ties (None where the record predates the field), verdict.
   """
   reference = {_key(r): r for r in published}
   rows = []
@@ -93,27 +98,51 @@ def compare(
     rows.append(
       dict(method=record['method'], ipc=record['ipc'], attack=attack,
            mode='targeted' if record['targeted'] else 'untargeted', ours=value, n=n,
-           published=expected, diff=value - expected, images=round((value - expected) * n / 100),
-           low=low, high=high, ties=ties, verdict=verdict)
+           published_n=full_set, published=expected, diff=value - expected,
+           images=round((value - expected) * n / 100), low=low, high=high, ties=ties,
+           verdict=verdict)
     )  # fmt: skip
   return sorted(rows, key=lambda r: (r['method'], r['ipc'], r['attack'], r['mode'], -r['n']))
 
 
 def markdown_table(rows: list[dict]) -> str:
-  """The rows as a Markdown table (accuracies in %, two decimals)."""
-  lines = [
-    '| method | IPC | attack | mode | ours % | N | ties | interval | published % '
-    '| diff (images) | verdict |',
-    '|---|---|---|---|---|---|---|---|---|---|---|',
-  ]
+  """The rows as a Markdown table (accuracies in %, two decimals), then `sample_size_notes`."""
+  frame = pd.DataFrame(
+    {
+      'method': [r['method'] for r in rows],
+      'IPC': [r['ipc'] for r in rows],
+      'attack': [r['attack'] for r in rows],
+      'mode': [r['mode'] for r in rows],
+      'ours %': [f'{r["ours"]:.2f}' for r in rows],
+      'N': [r['n'] for r in rows],
+      'ties': [MISSING if r['ties'] is None else r['ties'] for r in rows],
+      'interval': [f'{r["low"]:.2f}–{r["high"]:.2f}' for r in rows],
+      'published %': [f'{r["published"]:.2f}' for r in rows],
+      'diff (images)': [f'{r["diff"]:+.2f} ({r["images"]:+d})' for r in rows],
+      'verdict': [r['verdict'] for r in rows],
+    }
+  )
+  table = frame_to_markdown(frame, left=('method', 'attack', 'mode', 'verdict'))
+  notes = sample_size_notes(rows)
+  return table + ''.join(f'\n\n{note}' for note in notes)
+
+
+def sample_size_notes(rows: list[dict]) -> list[str]:
+  """One note per (our N, published N) pair that differ: 'N 512 vs published 10000: ...'."""
+  counts: dict[tuple[int, int], int] = {}
   for r in rows:
-    ties = '–' if r['ties'] is None else r['ties']
-    lines.append(
-      f'| {r["method"]} | {r["ipc"]} | {r["attack"]} | {r["mode"]} | {r["ours"]:.2f} | {r["n"]} '
-      f'| {ties} | {r["low"]:.2f}–{r["high"]:.2f} | {r["published"]:.2f} '
-      f'| {r["diff"]:+.2f} ({r["images"]:+d}) | {r["verdict"]} |'
+    if r['n'] != r['published_n']:
+      counts[r['n'], r['published_n']] = counts.get((r['n'], r['published_n']), 0) + 1
+  return [
+    f'Note: N {n} vs published {published} in {count} row(s): ours '
+    + (
+      f'is on a subset of {n} test images; the verdict asks whether the published value '
+      'lies in our Wilson 95 % interval.'
+      if n < published
+      else f'has more test images than the published {published}.'
     )
-  return '\n'.join(lines)
+    for (n, published), count in sorted(counts.items())
+  ]
 
 
 def main(argv: list[str]) -> None:

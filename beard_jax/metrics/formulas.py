@@ -16,10 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-# Attacks that the published toolkit leaves out of the targeted metrics: under the
-# `beard` protocol their targeted row is meaningless (DeepFool's is clean accuracy).
-TARGETED_EXCLUDED = frozenset({'deepfool', 'aa'})
-
 CLEAN_TIME_RULES = ('toolkit', 'paper')
 
 

@@ -2,19 +2,22 @@
 
 import pytest
 
-from attacks import deepfool
+from attacks import deepfool, square
 from beard_jax import protocols, provenance
-from beard_jax.benchmark.run import (
-  RESULT_FIELDS,
-  matmul_precision_scope,
-  resolved_hparams,
-  with_protocol_defaults,
-)
+from beard_jax.benchmark.plan import RESULT_FIELDS, resolve_plan, with_protocol_defaults
+from beard_jax.benchmark.run import matmul_precision_scope
+from configs import beard, default
+
+
+def _plan(protocol, attacks, **overrides):
+  config = default.get_config()
+  config.update(protocol=protocol, attacks=attacks, model_pool='.', **overrides)
+  return resolve_plan(config)
 
 
 @pytest.mark.parametrize('protocol', [protocols.BEARD, protocols.STANDARD])
 def test_deepfool_record_names_the_slots_that_ran(protocol):
-  hparams = resolved_hparams('deepfool', protocol, targeted=False)
+  hparams = _plan(protocol.name, 'deepfool').hparams[('deepfool', False)]
   assert hparams['slots'] == deepfool.default_slots() == deepfool.CPU_SLOTS
   assert hparams['targeted'] is False
   # Everything else is the protocol's own setting.
@@ -22,8 +25,14 @@ def test_deepfool_record_names_the_slots_that_ran(protocol):
     assert hparams[name] == value
 
 
+@pytest.mark.parametrize('attack', ['square', 'autoattack'])
+def test_square_slots_are_resolved_and_recorded(attack):
+  hparams = _plan('standard', attack, batch_size=64).hparams[(attack, True)]
+  assert hparams['slots'] == square.default_slots(64) == square.CPU_SLOTS
+
+
 def test_other_attacks_keep_the_protocol_hparams():
-  hparams = resolved_hparams('pgd', protocols.BEARD, targeted=True)
+  hparams = _plan('beard', 'pgd').hparams[('pgd', True)]
   assert hparams == dict(protocols.BEARD.attack_hparams['pgd'], targeted=True)
 
 
@@ -47,8 +56,6 @@ def test_matmul_precision_is_part_of_the_result_config():
   [(protocols.BEARD, 256, 'highest'), (protocols.STANDARD, 250, 'default')],
 )
 def test_protocol_fills_the_fields_the_config_leaves_to_it(protocol, batch_size, precision):
-  from configs import default
-
   config = default.get_config()
   config.protocol = protocol.name
   resolved = with_protocol_defaults(config, protocol)
@@ -58,8 +65,6 @@ def test_protocol_fills_the_fields_the_config_leaves_to_it(protocol, batch_size,
 
 
 def test_explicit_batch_size_and_precision_win_over_the_protocol():
-  from configs import beard
-
   config = beard.get_config()
   config.batch_size, config.matmul_precision = 64, 'default'
   resolved = with_protocol_defaults(config, protocols.BEARD)

@@ -36,10 +36,12 @@ def row(
   degenerate=(),
 ):
   crei = None if rr is None else 0.5 * rr + 0.5 * ae
+  attacks = [] if worst is None else ['pgd']
   return {
     'method': method, 'dataset': dataset, 'ipc': ipc, 'targeted': targeted, 'training': training,
     'protocol': protocol, 'adversary': adversary, 'rr': rr, 'ae': ae, 'crei': crei,
-    'clean_acc': clean, 'worst_robust_acc': worst, 'worst_attack': 'pgd', 'num_seeds': 1,
+    'clean_acc': clean, 'worst_robust_acc': worst, 'worst_attack': attacks[0] if attacks else None,
+    'attacks': attacks, 'attack_accs': [worst] if attacks else [], 'num_seeds': 1,
     'degenerate': list(degenerate),
   }  # fmt: skip
 
@@ -113,13 +115,14 @@ def test_markdown_content():
   lines = text.splitlines()
   start = lines.index('## CIFAR-10 · Unified · untargeted · standard training · beard protocol')
   assert lines[start + 2 : start + 9] == [
-    '| Rank | Method | CREI | RRM | AEM | Clean acc | Worst-case robust acc | Notes |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|',
-    '| 1 | B | 55.00 | 60.12 | 49.88 | 50.00 | 10.00 |  |',
-    '| 2 | A | 40.00 | 20.00 | 60.00 | 50.00 | 10.00 | single_attack |',
-    '| 3 | C | 40.00 | 30.00 | 50.00 | 50.00 | 10.00 |  |',
-    '| – | D | – | – | – | 50.00 | – |  |',
-    '| – | *full (baseline)* | 70.00 | 80.00 | 60.00 | 84.50 | 10.00 |  |',
+    '| Rank | Method | Seeds | CREI | RRM | AEM | Clean acc | PGD acc | Worst-case robust acc '
+    '| Notes |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| 1 | B | 1 | 55.00 | 60.12 | 49.88 | 50.00 | 10.00 | 10.00 |  |',
+    '| 2 | A | 1 | 40.00 | 20.00 | 60.00 | 50.00 | 10.00 | 10.00 | single_attack |',
+    '| 3 | C | 1 | 40.00 | 30.00 | 50.00 | 50.00 | 10.00 | 10.00 |  |',
+    '| – | D | 1 | – | – | – | 50.00 | – | – |  |',
+    '| – | *full (baseline)* | 1 | 70.00 | 80.00 | 60.00 | 84.50 | 10.00 | 10.00 |  |',
   ]
   assert '- Tiny-ImageNet · IPC 1 · x' in lines
 
@@ -142,13 +145,15 @@ def test_csv_content():
 def test_html_is_self_contained():
   page = to_html(build_boards(BOARD_ROWS), ['missing board'], [('a figure', b'\x89PNG fake')])
   assert page.startswith('<!DOCTYPE html>') and page.rstrip().endswith('</html>')
-  assert '<style>' in page and '<script' not in page and '<link' not in page
+  assert '<style>' in page and '<link' not in page
+  # The one script (column sorting) is inline: nothing is fetched.
+  assert page.count('<script') == 1 and '<script>' in page
   assert 'http://' not in page and 'https://' not in page and '@import' not in page
   sources = re.findall(r'src="([^"]*)"', page)
   assert sources and all(s.startswith('data:image/png;base64,') for s in sources)
   assert '<td class="method">full (baseline)</td>' in page and 'class="baseline"' in page
   assert '<td>55.00</td>' in page and 'missing board' in page
-  assert page.count('<table>') == 1
+  assert page.count('<table') == 1
 
 
 def _records():
@@ -178,6 +183,9 @@ def test_write_leaderboards_files(tmp_path):
   names = sorted(p.split('/')[-1] for p in paths)
   assert names == sorted([
     'leaderboards.md', 'leaderboards.csv', 'leaderboards.html', 'metric_rows.json',
+    'robust_accuracy_beard_untargeted_standard.png', 'robust_accuracy_beard_targeted_standard.png',
+    'robust_accuracy_beard_untargeted_adversarial.png',
+    'robust_accuracy_beard_targeted_adversarial.png',
     'metrics_beard_untargeted_standard.png', 'metrics_beard_targeted_standard.png',
     'metrics_beard_untargeted_adversarial.png', 'metrics_beard_targeted_adversarial.png',
     'crei_vs_ipc_beard_untargeted_standard.png', 'crei_vs_ipc_beard_targeted_standard.png',
@@ -191,7 +199,7 @@ def test_write_leaderboards_files(tmp_path):
       assert data.startswith(b'\x89PNG\r\n\x1a\n') and len(data) > 5000
   assert len(json.load(open(tmp_path / 'out' / 'metric_rows.json'))) == len(rows)
   page = open(tmp_path / 'out' / 'leaderboards.html').read()
-  assert page.count('<img') == 10 and 'http://' not in page and 'https://' not in page
+  assert page.count('<img') == 14 and 'http://' not in page and 'https://' not in page
   md = open(tmp_path / 'out' / 'leaderboards.md').read()
   assert '## CIFAR-10 · IPC 10 · untargeted · standard training · beard protocol' in md
   assert '*full (baseline)*' in md

@@ -221,3 +221,93 @@ def test_training_and_methods_are_separate_rows():
   at = rows[1]
   # C=61, a=[31,21]: mean 26, min 21 -> 100*5/40 = 12.5 (a shift leaves beard RR unchanged)
   assert at['rr'] == pytest.approx(12.5) and at['clean_acc'] == 61.0
+
+
+def test_clean_at_or_below_chance_is_noted():
+  # CIFAR-10 has 10 classes: chance is 10 %. 9.5 % is flagged even though attacks moved it.
+  low = [rec('clean', False, 9.5, 1.0), rec('fgsm', False, 5.0, 2.0), rec('pgd', False, 2.0, 3.0)]
+  row = pick(compute_metrics(low), ipc=1, targeted=False)
+  codes = [n.split(':')[0] for n in row['degenerate']]
+  assert 'clean_at_chance' in codes and 'clean_equals_min_acc' not in codes
+  note = next(n for n in row['degenerate'] if n.startswith('clean_at_chance'))
+  assert 'C = 9.50 % is at or below chance (10.00 % for 10 classes)' in note
+  zero = [rec('clean', False, 0.0, 1.0), rec('fgsm', False, 0.0, 2.0)]
+  assert any(
+    n.startswith('clean_at_chance')
+    for n in pick(compute_metrics(zero), ipc=1, targeted=False)['degenerate']
+  )
+  # Above chance: no note; a dataset we know nothing of: no note either.
+  assert pick(compute_metrics(IPC10), ipc=10, targeted=False)['degenerate'] == []
+  unknown = [{**r, 'dataset': 'mnist-ish'} for r in low]
+  assert not any(
+    n.startswith('clean_at_chance')
+    for n in pick(compute_metrics(unknown), ipc=1, targeted=False)['degenerate']
+  )
+
+
+def test_seed_spread_by_hand():
+  records = [
+    rec('clean', False, 50.0, 1.0, seed=0),
+    rec('clean', False, 50.0, 1.0, seed=1),
+    rec('fgsm', False, 10.0, 2.0, seed=0),
+    rec('fgsm', False, 20.0, 4.0, seed=1),
+    rec('pgd', False, 0.0, 6.0, seed=0),
+    rec('pgd', False, 10.0, 8.0, seed=1),
+  ]
+  row = pick(compute_metrics(records, clean_time='paper'), ipc=1, targeted=False)
+  # The headline stays seeds-averaged-first (see test_seeds_are_averaged_before_the_formulas).
+  assert row['rr'] == pytest.approx(100 / 9, abs=1e-12)
+  # Per seed: RR 100*5/50 = 10 and 100*5/40 = 12.5; AE 100*3/5 = 60 and 100*5/7;
+  # CREI 35 and (12.5 + 500/7)/2; worst 0 and 10. Population std = |a - b| / 2.
+  std = row['seed_std']
+  assert std['rr'] == pytest.approx(1.25, abs=1e-12)
+  assert std['ae'] == pytest.approx((500 / 7 - 60) / 2, abs=1e-12)
+  assert std['crei'] == pytest.approx(((12.5 + 500 / 7) / 2 - 35) / 2, abs=1e-12)
+  assert std['clean_acc'] == 0.0 and std['worst_robust_acc'] == pytest.approx(5.0)
+  assert std['robust_acc/fgsm'] == pytest.approx(5.0) and std['robust_acc/pgd'] == pytest.approx(
+    5.0
+  )
+  assert row['seed_std_seeds'] == [0, 1]
+  # A third seed that lacks pgd scores other attacks: it stays out of the spread.
+  partial = records + [
+    rec('clean', False, 50.0, 1.0, seed=2),
+    rec('fgsm', False, 30.0, 3.0, seed=2),
+  ]
+  row = pick(compute_metrics(partial, clean_time='paper'), ipc=1, targeted=False)
+  assert row['seed_std_seeds'] == [0, 1] and row['seed_std']['rr'] == pytest.approx(1.25)
+  # One seed: no spread.
+  single = pick(compute_metrics(records[::2], clean_time='paper'), ipc=1, targeted=False)
+  assert (single['seed_std'], single['seed_std_seeds']) == ({}, [])
+
+
+def test_combined_seed_spread_pools_each_seeds_ipcs():
+  records = [
+    r
+    for seed, shift in ((0, 0.0), (1, 4.0))
+    for r in (
+      rec('clean', False, 40.0, 1.0, seed=seed),
+      rec('fgsm', False, 20.0 + shift, 2.0, seed=seed),
+      rec('clean', False, 60.0, 1.0, ipc=10, seed=seed),
+      rec('fgsm', False, 30.0 + shift, 2.0, ipc=10, seed=seed),
+    )
+  ]
+  row = pick(compute_metrics(records), ipc='combined', targeted=False)
+  # Per seed the combined FGSM accuracy is the mean over IPCs: 25 and 29 -> std 2.
+  assert row['seed_std']['robust_acc/fgsm'] == pytest.approx(2.0)
+  assert row['seed_std']['clean_acc'] == 0.0
+
+
+def test_targeted_exclusions_follow_each_records_protocol():
+  # beard drops targeted DeepFool and AA (its code does not run them); standard ran them,
+  # so they count (a fixed {'deepfool', 'aa'} dropped them from standard runs too).
+  beard = [
+    rec('clean', True, 40.0, 2.0),
+    rec('pgd', True, 25.0, 6.0),
+    rec('deepfool', True, 10.0, 9.0),
+  ]
+  standard = [dict(r, protocol='standard') for r in beard]
+  beard_row = pick(compute_metrics(beard), ipc=1, targeted=True)
+  standard_row = pick(compute_metrics(standard), ipc=1, targeted=True)
+  assert beard_row['attacks'] == ['pgd'] and beard_row['attacks_dropped'] == ['deepfool']
+  assert standard_row['attacks'] == ['deepfool', 'pgd'] and standard_row['attacks_dropped'] == []
+  assert standard_row['worst_robust_acc'] == 10.0

@@ -82,3 +82,14 @@ def test_ties_widen_the_interval():
   assert by_value[21.0]['high'] == pytest.approx(compare.wilson_interval(25.0, 1000)[1])
   assert by_value[21.9]['verdict'] == 'outside 95 %'
   assert by_value[21.9]['ties'] is None
+
+
+def test_table_says_when_our_n_differs_from_the_published_n():
+  published = beard_log.load_beard_logs([LOG])
+  subset = [_record('fgsm', True, 44.0, 512), _record('pgd', False, 28.0, 512)]
+  table = compare.markdown_table(compare.compare(subset, published))
+  assert 'N 512 vs published 10000 in 2 row(s)' in table
+  full = compare.markdown_table(compare.compare([_record('fgsm', True, 44.68, 10000)], published))
+  assert 'vs published' not in full
+  # One Markdown writer (a DataFrame's): numbers right-aligned, text left-aligned.
+  assert '\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n' in table
