@@ -48,7 +48,16 @@ def _define_override_flags() -> list[str]:
 _OVERRIDABLE = _define_override_flags()
 
 
+def _quiet_backend_probes() -> None:
+  """Hides JAX's INFO lines about accelerator plugins it cannot load (the TPU probe on CPU-only
+  machines); a missing accelerator the run needs still shows, as the devices it reports."""
+  import logging as python_logging
+
+  python_logging.getLogger('jax._src.xla_bridge').setLevel(python_logging.WARNING)
+
+
 def main(argv):
+  _quiet_backend_probes()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   config = _CONFIG.value
