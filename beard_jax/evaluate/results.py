@@ -21,7 +21,44 @@ from beard_jax.io.atomic import append_line_durably, atomic_write_text, read_com
 RESULTS_FILE = 'results.jsonl'
 CONFIG_FILE = 'config.json'
 CELL_FIELDS = ('method', 'dataset', 'ipc', 'seed', 'protocol', 'training', 'attack', 'targeted')
-__all__ = ['CELL_FIELDS', 'ResultStore', 'WorkdirConflictError', 'cell_key', 'repair_duplicates']
+__all__ = [
+  'CELL_FIELDS',
+  'RECORD_FIELDS',
+  'ResultStore',
+  'WorkdirConflictError',
+  'cell_key',
+  'repair_duplicates',
+]
+
+RECORD_FIELDS: dict[str, str] = {
+  'method': 'distillation method (DC, DM, ..., full), upper case as found in the pool',
+  'dataset': 'canonical dataset name (cifar10, cifar100, tinyimagenet)',
+  'ipc': 'images per class of the distilled set the model was trained on',
+  'seed': 'training seed of the model',
+  'protocol': "threat model: 'standard' or 'beard'",
+  'training': "'standard' or 'adversarial'",
+  'attack': "attack name; 'clean' for the clean pass",
+  'targeted': 'bool: targets (y + 1) mod the protocol modulus',
+  'clean_acc': '% of the examples the model classifies right',
+  'robust_acc': '% still right after the attack (BEARD accuracy)',
+  'robust_acc_range': '[low, high] %: the accuracies float-rounding ties could give',
+  'boundary_examples': 'adversarial predictions whose top-2 logit gap is <= 1e-4',
+  'asr': '% per sample: right before and wrong after (targeted: predicts the target)',
+  'ast': 'seconds per successful adversarial example; null when none succeeded',
+  'attack_seconds': "whole-pass wall time, compilation excluded (BEARD's time)",
+  'compile_seconds': 'ahead-of-time compilation of the batch program',
+  'num_examples': 'test images attacked',
+  'mean_linf': 'mean L-inf perturbation, in perturbation_space',
+  'mean_l2': 'mean L2 perturbation, in perturbation_space',
+  'perturbation_space': "'pixels' ([0, 1]) or 'normalized' (mean/std tensors)",
+  'hparams': "the attack factory's keyword arguments as run, scheduling knobs resolved",
+  'inputs': '{model_sha256, test_set_sha256}: content hashes of what the cell read',
+  'model_path': 'the model file (informative; inputs.model_sha256 identifies it)',
+  'versions': 'python, jax, jaxlib, flax, optax, numpy, backend, devices, matmul precision',
+  'config_hash': 'hash of the result-relevant config (config.json); added by the store',
+}
+"""Every field of a results record, and what it holds: the one schema that metrics,
+report and compare read and docs/CONTRACTS.md lists (a test keeps the three in step)."""
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
@@ -176,7 +213,14 @@ class ResultStore:
       )
 
   def add(self, record: dict[str, Any]) -> None:
-    """Appends a finished cell's record durably; a duplicate cell is an error."""
+    """Appends a finished cell's record durably; a duplicate cell is an error.
+
+    Raises:
+      ValueError: the cell is already recorded, or a `RECORD_FIELDS` field is missing.
+    """
+    missing = [f for f in CELL_FIELDS if f not in record]
+    if missing:
+      raise ValueError(f'a record lacks the cell fields {missing}')
     key = cell_key(record)
     if key in self._by_key:
       raise ValueError(f'cell {key} is already recorded in {self.path}')
