@@ -92,7 +92,7 @@ ATTACK_NAMES = tuple(sorted(SPECS))
 def get_spec(name: str) -> AttackSpec:
   """The spec of attack `name`; an unknown name raises naming the valid choices."""
   if name not in SPECS:
-    raise ValueError(f'unknown attack {name!r}; choose from {", ".join(ATTACK_NAMES)}')
+    raise ValueError(f'unknown attack {name!r}; choose from {list(ATTACK_NAMES)}')
   return SPECS[name]
 
 
