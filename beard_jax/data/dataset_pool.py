@@ -5,13 +5,18 @@ Accepted files (`load_distilled_set`):
   * DC/DSA/DM/IDM/BACON/BEARD `.pt`: `torch.save({'data': [[images, labels], ...],
     ...})` with images float32 [N, C, H, W] mean/std-NORMALISED and labels int64
     [N] (hard) or float [N, K] (soft); one pair per independent distillation
-    ("experiment"; BEARD uses experiment 0).
+    ("experiment"; BEARD uses experiment 0). Images that cannot be normalised are
+    refused: integer images (uint8 pixels, say) and float images that look like
+    0..255 pixels (all values in [0, 255], maximum above 10; normalised pixels
+    stay within about ±3). Float pixels in [0, 1] look like normalised data and
+    cannot be caught: store pixel-scale sets as `.npz`.
   * MTT: `images_best.pt` and `labels_best.pt`, a bare tensor each (images
     normalised NCHW as above); `path` may be either file or the folder holding
     both. (MTT runs with ZCA whitening store whitened images, which mean/std
     cannot undo: load those only with a matching ZCA step of your own.)
   * `.npz` with `images` in PIXEL scale NHWC, either uint8 0..255 or float
-    (about [0, 1]), and `labels` int [N] or float [N, K]. Not normalised.
+    (about [0, 1]), and `labels` int [N] or float [N, K]. Not normalised. Float
+    images that look like 0..255 pixels (as above) are refused.
 
 Every `.pt` is read by `beard_jax.io.torch_files.load_torch_file`, which runs no
 pickled code. BACON and IDM store factorised "4-in-1" images (PROTOCOL.md §3):
@@ -98,7 +103,7 @@ def _read_pt_pair(path: pathlib.Path, experiment: int) -> tuple[np.ndarray, np.n
     return images, labels, str(folder)
   content = torch_files.load_torch_file(path)
   if not isinstance(content, dict) or 'data' not in content:
-    found = sorted(content) if isinstance(content, dict) else type(content).__name__
+    found = sorted(content, key=str) if isinstance(content, dict) else type(content).__name__
     raise ValueError(f"{path}: expected a dict with key 'data' (a list of pairs), found {found}")
   pairs = content['data']
   if not isinstance(pairs, list | tuple) or not pairs:
@@ -162,8 +167,37 @@ def _check_images(images: np.ndarray, spec: specs.DatasetSpec, layout: str, sour
     raise ValueError(
       f'{source}: expected {layout} images [{dims}] for {spec.name}, found shape {images.shape}'
     )
+  if layout == 'NCHW' and not np.issubdtype(images.dtype, np.floating):
+    integers = images.size and images.dtype.kind in 'biu'
+    values = f' with values {images.min()}..{images.max()}' if integers else ''
+    raise ValueError(
+      f'{source}: a .pt distilled set holds float mean/std-normalised images; found '
+      f'{images.dtype} images{values}. Save pixel images as .npz (uint8 0..255 or '
+      'float [0, 1], NHWC) instead'
+    )
   if not (np.issubdtype(images.dtype, np.floating) or images.dtype == np.uint8):
     raise ValueError(f'{source}: images must be float or uint8, found {images.dtype}')
+
+
+def _check_float_scale(images: np.ndarray, layout: str, source: str) -> None:
+  """Refuses float images that look like 0..255 pixels (module docstring).
+
+  Args:
+    images: finite, float [N, C, H, W] from a `.pt` (normalised) or [N, H, W, C]
+      from an `.npz` (pixels in about [0, 1]); other dtypes pass.
+    layout: `NCHW` (a `.pt`) or `NHWC` (an `.npz`).
+    source: the file, for the message.
+  """
+  if not np.issubdtype(images.dtype, np.floating) or not images.size:
+    return
+  low, high = float(images.min()), float(images.max())
+  if low >= 0 and 10 < high <= 255:
+    normalised = 'mean/std-normalised images (about -2.5..2.8)'
+    expected = normalised if layout == 'NCHW' else 'float pixels in about [0, 1]'
+    raise ValueError(
+      f'{source}: {images.dtype} images span {low:g}..{high:g}, like 0..255 pixels; '
+      f'expected {expected}. Save 0..255 pixels as uint8 in an .npz'
+    )
 
 
 def upsample2x_bilinear(images: np.ndarray) -> np.ndarray:
@@ -236,8 +270,10 @@ def load_distilled_set(
   Raises:
     FileNotFoundError: the file (or one of the MTT pair) is missing.
     beard_jax.io.torch_files.UnsafeFileError: the file asks to run code.
-    ValueError: NaN/inf values, a shape that does not fit the dataset, labels out
-      of range, an empty class, mismatched counts or an out-of-range experiment.
+    ValueError: NaN/inf values, a shape that does not fit the dataset, images whose
+      type or range contradicts the file's scale (integer images in a `.pt`, 0..255
+      floats anywhere), labels out of range, an empty class, mismatched counts or
+      an out-of-range experiment.
   """
   path = pathlib.Path(path)
   spec = specs.get_dataset_spec(dataset)
@@ -256,9 +292,12 @@ def load_distilled_set(
   else:
     images, labels, source = _read_pt_pair(path, experiment)
     layout = 'NCHW'
-  images, labels = np.asarray(images), np.asarray(labels)
+  for what, value in (('images', images), ('labels', labels)):
+    if not isinstance(value, np.ndarray):
+      raise ValueError(f'{source}: {what} should be a tensor, found {type(value).__name__}')
   _check_images(images, spec, layout, source)
   _check_finite(images, labels, source)
+  _check_float_scale(images, layout, source)
   labels = _check_labels(labels, images.shape[0], spec.num_classes, source)
   if layout == 'NCHW':  # Normalised NCHW -> pixel-scale NHWC.
     mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)

@@ -14,7 +14,6 @@ parameter file is refused.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import json
 import os
@@ -108,12 +107,19 @@ def load_checkpoint(stem_or_sidecar: str | os.PathLike) -> tuple[Any, dict[str, 
   return params, sidecar
 
 
+def list_files(directory: str | os.PathLike, suffix: str) -> list[str]:
+  """Paths of the files in `directory` whose names end with `suffix`, sorted.
+
+  Names are compared literally (no glob patterns, so a folder such as `pool[1]`
+  works); hidden files (`.name`) are skipped, as a `*` glob would.
+  """
+  directory = os.fspath(directory)
+  names = sorted(n for n in os.listdir(directory) if n.endswith(suffix) and not n.startswith('.'))
+  paths = [os.path.join(directory, n) for n in names]
+  return [p for p in paths if os.path.isfile(p)]
+
+
 def list_checkpoints(directory: str | os.PathLike) -> list[str]:
   """Stems of the complete (sidecar present) checkpoints in `directory`, sorted."""
-  pattern = os.path.join(os.fspath(directory), '*' + SIDECAR_SUFFIX)
-  stems = []
-  for sidecar in sorted(glob.glob(pattern)):
-    stem = sidecar[: -len(SIDECAR_SUFFIX)]
-    if os.path.isfile(stem + PARAMS_SUFFIX):
-      stems.append(stem)
-  return stems
+  stems = [p[: -len(SIDECAR_SUFFIX)] for p in list_files(directory, SIDECAR_SUFFIX)]
+  return [stem for stem in stems if os.path.isfile(stem + PARAMS_SUFFIX)]

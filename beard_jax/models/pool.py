@@ -10,7 +10,6 @@ Two kinds of files are recognised:
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 from typing import Any, NamedTuple
@@ -43,7 +42,7 @@ def discover_models(pool_dir: str, dataset: str | None = None) -> list[ModelEntr
   if not os.path.isdir(pool_dir):
     raise FileNotFoundError(f'model pool directory {pool_dir!r} does not exist')
   entries = []
-  for path in sorted(glob.glob(os.path.join(pool_dir, '*.pth'))):
+  for path in checkpoints.list_files(pool_dir, '.pth'):
     info = parse_beard_checkpoint_name(path)
     entries.append(
       ModelEntry(

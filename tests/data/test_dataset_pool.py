@@ -181,3 +181,43 @@ def test_find_pool_layouts(tmp_path):
   _write_set(tmp_path / 'DSA' / 'res_DSA_CIFAR10_ConvNet_2ipc_2000.pt', images, labels)
   with pytest.raises(ValueError, match='two DSA sets'):
     dataset_pool.find_dataset_pool(tmp_path, 'cifar10', 2)
+
+
+def test_integer_images_in_a_pt_are_refused(tmp_path):
+  # uint8 pixels read as normalised values reach 52 after un-normalising.
+  pixels = np.random.default_rng(5).integers(0, 256, size=(20, 3, 32, 32), dtype=np.uint8)
+  path = tmp_path / 'res_DC_CIFAR10_ConvNet_2ipc.pt'
+  _write_set(path, pixels, np.repeat(np.arange(10), 2))
+  expected = r'found uint8 images with values 0\.\.255\. Save pixel images as \.npz'
+  with pytest.raises(ValueError, match=r'2ipc\.pt#0: .*normalised images; ' + expected):
+    dataset_pool.load_distilled_set(path, 'cifar10')
+
+
+def test_float_images_of_0_255_pixels_are_refused(tmp_path):
+  rng = np.random.default_rng(6)
+  labels = np.repeat(np.arange(10), 2)
+  pixels = rng.integers(0, 256, size=(20, 32, 32, 3)).astype(np.float32)
+  pt = tmp_path / 'res_DC_CIFAR10_ConvNet_2ipc.pt'
+  _write_set(pt, pixels.transpose(0, 3, 1, 2), labels)
+  with pytest.raises(ValueError, match=r'span 0\.\.255, like 0\.\.255 pixels; expected mean/std'):
+    dataset_pool.load_distilled_set(pt, 'cifar10')
+  npz = tmp_path / 'DM_CIFAR10_2ipc.npz'
+  np.savez(npz, images=pixels, labels=labels)
+  with pytest.raises(ValueError, match=r'like 0\.\.255 pixels; expected float pixels in about'):
+    dataset_pool.load_distilled_set(npz, 'cifar10')
+  np.savez(npz, images=pixels.astype(np.uint8), labels=labels)  # The same pixels as uint8 load.
+  np.testing.assert_allclose(dataset_pool.load_distilled_set(npz, 'cifar10').images, pixels / 255)
+
+
+def test_find_and_load_a_pool_in_a_folder_with_brackets(tmp_path):
+  images, labels = _random_set(np.random.default_rng(7))
+  pool = tmp_path / 'pool[1]'
+  (pool / 'DC').mkdir(parents=True)
+  _write_set(pool / 'DC' / 'res_DC_CIFAR10_ConvNet_2ipc.pt', images, labels)
+  np.savez(pool / 'DM_CIFAR10_2ipc.npz', images=np.zeros((20, 32, 32, 3)), labels=labels)
+  found = dataset_pool.find_dataset_pool(pool, 'cifar10', 2)
+  assert found == {
+    'DC': pool / 'DC' / 'res_DC_CIFAR10_ConvNet_2ipc.pt',
+    'DM': pool / 'DM_CIFAR10_2ipc.npz',
+  }
+  assert dataset_pool.load_distilled_set(found['DC'], 'cifar10').method == 'DC'

@@ -131,8 +131,12 @@ def test_storage_too_short_for_tensor(tmp_path):
   with zipfile.ZipFile(path, 'w') as archive:
     for name, data in members.items():
       archive.writestr(name, data)
-  with pytest.raises(torch_files.TorchFileError, match='past the end'):
+  with pytest.raises(torch_files.TorchFileError, match=r'declares 16 float32 .* holds 32 bytes'):
     torch_files.load_torch_file(path)
+  view = tmp_path / 'view.pt'
+  tw.write_torch_zip(view, tw.View(np.zeros(8, np.float32), (4, 4), (4, 1)))
+  with pytest.raises(torch_files.TorchFileError, match='past the end'):
+    torch_files.load_torch_file(view)
 
 
 def test_missing_file():

@@ -90,3 +90,19 @@ def test_nan_parameters_are_refused(tmp_path, params):
   save_checkpoint(str(tmp_path / 'm'), bad, {'method': 'DC'})
   with pytest.raises(CheckpointError, match='NaN'):
     load_checkpoint(str(tmp_path / 'm'))
+
+
+def test_pools_in_folders_with_brackets(tmp_path, params):
+  """A pool path is listed literally: `[1]` is part of the name, not a glob pattern."""
+  from beard_jax.models.pool import discover_models
+
+  pool = tmp_path / 'pool[1]'
+  pool.mkdir()
+  stem = str(pool / 'DC_cifar10_ipc10_seed0')
+  save_checkpoint(stem, params, {'method': 'DC', 'dataset': 'cifar10', 'ipc': 10, 'seed': 0})
+  beard = pool / 'DM_ConvNet_CIFAR10_50_None.pth'
+  beard.write_bytes(b'')  # Discovery reads the name only.
+  (pool / '.hidden.json').write_text('{}')
+  assert list_checkpoints(pool) == [stem]
+  found = [(e.kind, e.method, e.ipc, e.path) for e in discover_models(str(pool))]
+  assert found == [('checkpoint', 'DC', 10, stem), ('beard_pth', 'DM', 50, str(beard))]
