@@ -27,6 +27,8 @@ HELP = {
   # Where things are.
   'data_dir': 'folder of the real datasets (npz, official layouts or a tfds data dir); '
   "empty = $BEARD_DATA_DIR, else tfds' default",
+  'download': "fetch the dataset's official archive into --data_dir first (MD5-checked; "
+  'skipped when already unpacked there)',
   'dataset_pool': 'folder of distilled sets to train the model pool from',
   'model_pool': 'folder of trained models (project checkpoints or BEARD .pth files)',
   'workdir': 'where records, models, metrics, reports and leaderboards go; rerunning resumes it',
@@ -66,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 0
   config.matmul_precision = ''
   config.data_dir = ''
+  config.download = False
   config.dataset_pool = ''
   config.model_pool = ''
   config.workdir = 'runs/default'

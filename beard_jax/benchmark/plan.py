@@ -152,8 +152,12 @@ def _check_ranges(config) -> None:
 
 
 def _check_paths(config) -> None:
+  if config.download and not config.data_dir:
+    raise ConfigError(f'--download needs --data_dir (or ${DATA_DIR_ENV}): where to put the data')
   for flag in ('data_dir', 'dataset_pool', 'model_pool'):
     path = config[flag]
+    if flag == 'data_dir' and config.download:
+      continue  # Created by the download.
     if path and not os.path.isdir(path):
       raise ConfigError(f'--{flag}={path} is not a directory ({os.path.abspath(path)})')
   if config.model_pool and config.dataset_pool:

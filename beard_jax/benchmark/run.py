@@ -38,6 +38,7 @@ from beard_jax.benchmark.plan import MATMUL_PRECISIONS, RunPlan, plan_cells, res
 from beard_jax.benchmark.progress import CellProgress, RunProgress
 from beard_jax.benchmark.report import summary_text, write_outputs
 from beard_jax.benchmark.train_pool import train_model_pool
+from beard_jax.data.download import download
 from beard_jax.data.real import load_real_dataset
 from beard_jax.errors import ConfigError, IncompleteSweepError
 from beard_jax.evaluate.results import RESULTS_FILE, ResultStore, cell_key, repair_duplicates
@@ -254,6 +255,10 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
       merge_task_results(plan, store)
       _finish(plan, store.records)
       return store.records
+  if config.download:
+    if primary:
+      download(spec.name, config.data_dir)
+    sharding.barrier('dataset downloaded')
   test_set = load_real_dataset(spec.name, 'test', data_dir=config.data_dir or None)
   images, labels = test_set.images, np.asarray(test_set.labels, np.int32)
   if config.num_examples:

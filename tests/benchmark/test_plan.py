@@ -107,3 +107,16 @@ def test_the_plan_is_frozen_and_keeps_the_callers_config():
   assert plan.config.batch_size == 250 and config.batch_size == 0
   with pytest.raises((AttributeError, TypeError)):
     plan.config.batch_size = 1
+
+
+def test_download_needs_a_data_dir_and_may_create_it(monkeypatch, tmp_path):
+  monkeypatch.delenv('BEARD_DATA_DIR', raising=False)
+  with pytest.raises(ConfigError, match='--download needs --data_dir'):
+    resolve_plan(_config(download=True))
+  plan = resolve_plan(_config(download=True, data_dir=str(tmp_path / 'new')))
+  assert plan.config.data_dir == str(tmp_path / 'new')
+
+
+def test_data_dir_defaults_to_the_environment(monkeypatch, tmp_path):
+  monkeypatch.setenv('BEARD_DATA_DIR', str(tmp_path))
+  assert resolve_plan(_config()).config.data_dir == str(tmp_path)
