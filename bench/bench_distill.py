@@ -1,0 +1,211 @@
+"""Times our DM iterations against a plain-PyTorch DM loop written from the paper's algorithm.
+
+Both sides run DM's official iteration on CIFAR-10 (real images: the 1,000 per
+class of `cifar10/train_1k_per_class.npz`): a fresh randomly initialised
+ConvNet (width 128, depth 3), for each class `--batch_real` random real images
+and the class's `--ipc` synthetic ones augmented with one shared DSA draw
+(`color_crop_cutout_flip_scale_rotate`), the squared distance of their mean
+embeddings, and one SGD step (lr 1, momentum 0.5) on the synthetic images.
+
+* `ours`: `dm.run_chunk` (all classes in one jitted step, `class_chunk` classes
+  vmapped at a time; `--class_chunks` times several, 0 = auto).
+* `torch`: a Python loop over classes, as the official code: `TorchConvNet`
+  (tests/parity) re-created each iteration (PyTorch's default init), `torch.no_grad`
+  real embeddings, a compact Siamese DSA written here (one op and one parameter
+  draw per class, shared by the real and synthetic batch). What differs: its DSA
+  draws come from `random`/`torch` generators, `scale`/`rotate` use
+  `grid_sample(align_corners=False)` where ours resample with `align_corners=True`,
+  and `crop` pads with `F.pad` instead of a gather; the work per op is the same order.
+
+Reported: iterations/s of each side (median over `--repeats` alternating rounds
+of `--iterations`), real images embedded per second (= it/s · K · batch_real),
+ours/theirs, and our compile seconds (never counted). torch runs with
+`OMP_WAIT_POLICY=PASSIVE` unless set otherwise (see below).
+
+  BEARD_DATA_DIR=../shared/data .venv/bin/python bench/bench_distill.py \\
+    --ipc=10 --iterations=3 --repeats=2 --class_chunks=0,1
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import statistics
+import sys
+import time
+
+import common  # bench-local: puts the repo root on sys.path
+import jax
+import numpy as np
+from absl import app, flags
+
+from beard_jax.data.specs import get_dataset_spec
+from beard_jax.distill import dm, real_data
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer('ipc', 10, 'synthetic images per class')
+flags.DEFINE_integer('batch_real', 256, 'real images per class per iteration')
+flags.DEFINE_integer('iterations', 3, 'DM iterations per timed round')
+flags.DEFINE_integer('repeats', 2, 'alternating rounds (medians reported)')
+flags.DEFINE_list('class_chunks', ['0', '1'], 'our class_chunk settings (0: auto = all of K here)')
+flags.DEFINE_bool('torch', True, 'time the PyTorch loop too')
+
+STRATEGY = 'color_crop_cutout_flip_scale_rotate'
+# On a shared, oversubscribed CPU, OpenMP's spinning barriers made torch's 2-thread ConvNet
+# passes ~100x slower (measured: 0.23 s vs 2 ms per 1-image forward); sleep instead.
+os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
+
+
+def load_real():
+  """(uint8 images [N, 32, 32, 3], int labels [N]) of the shared CIFAR-10 training subset."""
+  with np.load(common.data_dir() / 'cifar10/train_1k_per_class.npz') as archive:
+    return archive['images'], archive['labels']
+
+
+def make_ours(images, labels, class_chunk: int):
+  """(run(iterations) -> seconds, compile seconds) for our DM at `class_chunk`."""
+  spec = get_dataset_spec('cifar10')
+  data = real_data.index_by_class(images, labels, spec.num_classes)
+  config = dm.DMConfig(batch_real=FLAGS.batch_real, class_chunk=class_chunk)
+  state = dm.init_state(jax.random.key(0), data, spec, FLAGS.ipc, config)
+  start = time.perf_counter()
+  compiled = dm.run_chunk.lower(state, np.int32(1), data, spec, config).compile()
+  compile_seconds = time.perf_counter() - start
+  holder = [state]
+
+  def run(iterations: int) -> float:
+    state = holder[0]
+    stop = np.int32(int(state.iteration) + iterations)
+    start = time.perf_counter()
+    state, loss_sum, _ = compiled(state, stop, data)
+    jax.block_until_ready((state, loss_sum))
+    holder[0] = state
+    return time.perf_counter() - start
+
+  return run, compile_seconds
+
+
+def _torch_siamese(torch, x, op: str, draw: dict):
+  """DSA op `op` with the per-batch parameters `draw` on an NCHW batch."""
+  functional = torch.nn.functional
+  if op == 'color':
+    x = x + (draw['b'] - 0.5)
+    pixel_mean = x.mean(dim=1, keepdim=True)
+    x = (x - pixel_mean) * (draw['s'] * 2.0) + pixel_mean
+    image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    return (x - image_mean) * (draw['c'] + 0.5) + image_mean
+  if op == 'crop':
+    size = x.shape[-1]
+    padded = functional.pad(x, (4, 4, 4, 4))
+    top, left = 4 + draw['dy'], 4 + draw['dx']
+    return padded[:, :, top : top + size, left : left + size]
+  if op == 'cutout':
+    x = x.clone()
+    y0, x0 = max(draw['cy'] - 8, 0), max(draw['cx'] - 8, 0)
+    x[:, :, y0 : draw['cy'] + 8, x0 : draw['cx'] + 8] = 0
+    return x
+  if op == 'flip':
+    return x.flip(3) if draw['f'] < 0.5 else x
+  if op == 'scale':
+    theta = [[draw['sx'], 0.0, 0.0], [0.0, draw['sy'], 0.0]]
+  else:  # rotate
+    angle = (draw['r'] - 0.5) * 2 * 15 / 180 * math.pi
+    theta = [[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]]
+  theta = torch.tensor([theta], dtype=x.dtype).expand(x.shape[0], 2, 3)
+  grid = functional.affine_grid(theta, list(x.shape), align_corners=False)
+  return functional.grid_sample(x, grid, align_corners=False)
+
+
+def _draw(rng: random.Random) -> tuple[str, dict]:
+  op = rng.choice(STRATEGY.split('_'))
+  draw = {
+    'b': rng.random(),
+    's': rng.random(),
+    'c': rng.random(),
+    'dy': rng.randint(-4, 4),
+    'dx': rng.randint(-4, 4),
+    'cy': rng.randint(0, 32),
+    'cx': rng.randint(0, 32),
+    'f': rng.random(),
+    'sx': rng.uniform(1 / 1.2, 1.2),
+    'sy': rng.uniform(1 / 1.2, 1.2),
+    'r': rng.random(),
+  }
+  return op, draw
+
+
+def make_torch(images, labels):
+  """run(iterations) -> seconds for the plain PyTorch DM loop."""
+  torch = common.import_torch()
+  convnet = common.torch_convnet_module().TorchConvNet
+  spec = get_dataset_spec('cifar10')
+  mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+  normalized = ((images.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+  real = common.to_torch(np.ascontiguousarray(normalized))
+  by_class = [np.flatnonzero(labels == c) for c in range(spec.num_classes)]
+  init = np.concatenate([index[: FLAGS.ipc] for index in by_class])
+  syn = real[init].clone().requires_grad_(True)
+  optimizer = torch.optim.SGD([syn], lr=1.0, momentum=0.5)
+  rng, generator = random.Random(0), np.random.default_rng(0)
+
+  def iteration():
+    net = convnet(num_classes=spec.num_classes).to(common.torch_device())
+    for p in net.parameters():
+      p.requires_grad_(False)
+    loss = 0.0
+    for c, index in enumerate(by_class):
+      batch = real[generator.permutation(index)[: FLAGS.batch_real]]
+      own = syn[c * FLAGS.ipc : (c + 1) * FLAGS.ipc]
+      op, draw = _draw(rng)
+      with torch.no_grad():
+        real_mean = net.features(_torch_siamese(torch, batch, op, draw)).flatten(1).mean(0)
+      syn_mean = net.features(_torch_siamese(torch, own, op, draw)).flatten(1).mean(0)
+      loss = loss + torch.sum((real_mean - syn_mean) ** 2)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+
+  def run(iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+      iteration()
+    common.torch_sync()
+    return time.perf_counter() - start
+
+  return run
+
+
+def main(argv):
+  del argv
+  images, labels = load_real()
+  sides, compile_seconds = {}, {}
+  for chunk in map(int, FLAGS.class_chunks):
+    name = f'ours (class_chunk={chunk or "auto"})'
+    sides[name], compile_seconds[name] = make_ours(images, labels, chunk)
+  if FLAGS.torch:
+    sides['torch'] = make_torch(images, labels)
+  for run in sides.values():
+    run(1)  # Warm-up: first-call costs (and torch's allocator) out of the timings.
+  seconds = {name: [] for name in sides}
+  for _ in range(FLAGS.repeats):
+    for name, run in sides.items():
+      seconds[name].append(run(FLAGS.iterations))
+      print(f'{name}: {seconds[name][-1]:.2f} s / {FLAGS.iterations} it', file=sys.stderr)
+  real_per_iteration = 10 * FLAGS.batch_real
+  print(
+    f'DM CIFAR-10, IPC {FLAGS.ipc}, batch_real {FLAGS.batch_real}, {FLAGS.iterations} iterations '
+    f'x {FLAGS.repeats} rounds, backend {jax.default_backend()}'
+  )
+  print(f'{"side":28s} {"it/s":>8s} {"real img/s":>11s} {"vs torch":>9s} {"compile s":>10s}')
+  rates = {name: FLAGS.iterations / statistics.median(times) for name, times in seconds.items()}
+  for name, rate in rates.items():
+    ratio = f'{rate / rates["torch"]:.2f}x' if 'torch' in rates else '-'
+    compile_text = f'{compile_seconds[name]:.1f}' if name in compile_seconds else '-'
+    print(
+      f'{name:28s} {rate:8.3f} {rate * real_per_iteration:11.0f} {ratio:>9s} {compile_text:>10s}'
+    )
+
+
+if __name__ == '__main__':
+  app.run(main)
