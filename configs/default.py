@@ -29,7 +29,15 @@ HELP = {
   "empty = $BEARD_DATA_DIR, else tfds' default",
   'download': "fetch the dataset's official archive into --data_dir first (MD5-checked; "
   'skipped when already unpacked there)',
-  'dataset_pool': 'folder of distilled sets to train the model pool from',
+  'dataset_pool': 'folder of distilled sets made elsewhere to train models on (read only)',
+  'distilled_set': 'one distilled set to benchmark alone (.pt, .npz or an MTT folder; README, '
+  'Data); method from --methods or the file name',
+  'distill': 'comma-separated methods (random, herding, kcenter, dm, idm) to build from the real '
+  'training split where no pool holds them for the dataset and IPC; empty = build nothing',
+  'distill_iterations': 'updates of the iterative methods (dm, idm); 0 = the official budget',
+  'distill_batch_real': 'real images per class per DM/IDM matching step; 0 = the official '
+  'number (256, or what the IDM command gives): a budget knob for small machines',
+  'distill_dir': 'where built sets are cached (and read from as a second dataset pool)',
   'model_pool': 'folder of trained models (project checkpoints or BEARD .pth files)',
   'workdir': 'where records, models, metrics, reports and leaderboards go; rerunning resumes it',
   # Training the model pool.
@@ -70,6 +78,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.data_dir = ''
   config.download = False
   config.dataset_pool = ''
+  config.distilled_set = ''
+  config.distill = 'random,herding,dm,idm'
+  config.distill_iterations = 0
+  config.distill_batch_real = 0
+  config.distill_dir = 'runs/dataset_pool'
   config.model_pool = ''
   config.workdir = 'runs/default'
   config.seed = 0

@@ -18,4 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.seeds = 2
   config.epochs = 20
   config.workdir = 'runs/smoke'
+  # Sets the pool lacks are built on a tiny budget (the official one takes GPU hours).
+  config.distill = 'random,dm'
+  config.distill_iterations = 20
+  config.distill_batch_real = 32
+  config.distill_dir = 'runs/smoke_pool'
   return config

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import ml_collections
 
 import attacks as attack_library
-from beard_jax import protocols
+from beard_jax import distill, protocols
 from beard_jax.data.specs import DATASET_SPECS, DatasetSpec, get_dataset_spec
 from beard_jax.errors import ConfigError
 from beard_jax.evaluate.results import RESULTS_FILE, cell_key
@@ -46,6 +46,8 @@ RESULT_FIELDS = (
   'epochs',
   'train_attack',
   'experiment',
+  'distill_iterations',
+  'distill_batch_real',
 )
 # Integer fields and the smallest value each accepts.
 _MINIMUM = {
@@ -55,6 +57,8 @@ _MINIMUM = {
   'seeds': 1,
   'epochs': 0,
   'experiment': 0,
+  'distill_iterations': 0,
+  'distill_batch_real': 0,
   'num_tasks': 1,
   'num_processes': 1,
 }
@@ -160,14 +164,28 @@ def _check_paths(config) -> None:
       continue  # Created by the download.
     if path and not os.path.isdir(path):
       raise ConfigError(f'--{flag}={path} is not a directory ({os.path.abspath(path)})')
-  if config.model_pool and config.dataset_pool:
-    raise ConfigError('give either --model_pool (trained models) or --dataset_pool, not both')
+  if config.model_pool and (config.dataset_pool or config.distilled_set):
+    raise ConfigError('give either --model_pool (trained models) or distilled sets, not both')
+  if config.distilled_set and not os.path.exists(config.distilled_set):
+    raise ConfigError(f'--distilled_set={config.distilled_set} does not exist')
   full = FULL_SIZE in [m.lower() for m in split_list(config.methods)]
-  if not (config.model_pool or config.dataset_pool or full):
+  if not (
+    config.model_pool or config.dataset_pool or config.distilled_set or config.distill or full
+  ):
     raise ConfigError(
       'nothing to evaluate: give --model_pool (trained models), --dataset_pool (distilled '
-      f'sets) or --methods={FULL_SIZE} (train on the real training split)'
+      f'sets), --distill (methods to build) or --methods={FULL_SIZE} (train on the real '
+      'training split)'
     )
+
+
+def _check_distill(config) -> None:
+  if config.model_pool or not config.distill:
+    return
+  for name in split_list(config.distill):
+    _choose('distill', name, distill.METHODS)
+  if config.ipc < 1:
+    raise ConfigError('--distill builds sets of one IPC: give --ipc >= 1')
 
 
 def _resolve_attacks(config, protocol, batch_size: int) -> tuple[tuple, tuple, dict]:
@@ -241,6 +259,7 @@ def resolve_plan(config) -> RunPlan:
   _choose('clean_time', config.clean_time, formulas.CLEAN_TIME_RULES)
   modes, names, hparams = _resolve_attacks(config, protocol, config.batch_size)
   _check_paths(config)
+  _check_distill(config)
   results_file = RESULTS_FILE
   if config.num_tasks > 1 and not config.merge:
     results_file = f'results.task-{config.task_index}-of-{config.num_tasks}.jsonl'

@@ -122,42 +122,42 @@ class RunProgress:
     )
 
 
-def _duration(seconds: float) -> str:
-  """`42s`, `7m05s` or `2h03m`."""
-  seconds = int(round(seconds))
-  if seconds < 60:
-    return f'{seconds}s'
-  if seconds < 3600:
-    return f'{seconds // 60}m{seconds % 60:02d}s'
-  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m'
-
-
 class TrainingProgress:
   """Logs `label: epoch e/E, loss L, r epochs/s, elapsed T, ETA T` as chunks of epochs finish.
 
   Takes `beard_jax.train.TrainingReport`s (`train_seeds(progress=...)`). One line after
-  the first chunk (with the compile time), then one about every `log_every_s`
-  seconds, and one at the end. The speed and ETA count training time only.
+  the first chunk (with the compile time), then one per chunk ending at least
+  `log_every_s` after the last line (`train_seeds`' chunks last ~25 s: a line each),
+  and one at the end. The speed counts training time after the first
+  chunk (whose one epoch also pays the first run's start-up), once there is some.
   """
 
-  def __init__(self, label: str, log_every_s: float = 30.0):
+  def __init__(self, label: str, log_every_s: float = 10.0):
     self.label = label
     self.log_every_s = log_every_s
-    self._last_log = None
+    self._first = None  # the first chunk's report
+    self._last_log = 0.0
 
   def __call__(self, report) -> None:
     now = time.monotonic()
+    first = self._first is None
     finished = report.epochs_done == report.num_epochs
-    if self._last_log is not None and not finished and now - self._last_log < self.log_every_s:
+    if not (first or finished or now - self._last_log >= self.log_every_s):
       return
-    rate = report.epochs_done / max(report.train_seconds, 1e-9)
+    if first:
+      self._first = report
+      epochs, seconds = report.epochs_done, report.train_seconds
+    else:
+      epochs = report.epochs_done - self._first.epochs_done
+      seconds = report.train_seconds - self._first.train_seconds
+    rate = epochs / max(seconds, 1e-9)
     line = (
       f'{self.label}: epoch {report.epochs_done}/{report.num_epochs}, '
       f'loss {report.mean_loss:.4f}, {rate:.2f} epochs/s, '
-      f'elapsed {_duration(report.train_seconds + report.compile_seconds)}, '
-      f'ETA {_duration((report.num_epochs - report.epochs_done) / rate)}'
+      f'elapsed {format_seconds(report.train_seconds + report.compile_seconds)}, '
+      f'ETA {format_seconds((report.num_epochs - report.epochs_done) / max(rate, 1e-9))}'
     )
-    if self._last_log is None:
-      line += f' (compiled in {_duration(report.compile_seconds)})'
+    if first:
+      line += f' (compiled in {format_seconds(report.compile_seconds)})'
     logging.info(line)
     self._last_log = now

@@ -34,7 +34,14 @@ from absl import logging
 
 import attacks as attack_library
 from beard_jax import protocols, provenance, sharding
-from beard_jax.benchmark.plan import MATMUL_PRECISIONS, RunPlan, plan_cells, resolve_plan
+from beard_jax.benchmark.distill_pool import distilled_sets
+from beard_jax.benchmark.plan import (
+  FULL_SIZE,
+  MATMUL_PRECISIONS,
+  RunPlan,
+  plan_cells,
+  resolve_plan,
+)
 from beard_jax.benchmark.progress import CellProgress, RunProgress
 from beard_jax.benchmark.report import summary_text, write_outputs
 from beard_jax.benchmark.train_pool import train_model_pool
@@ -267,6 +274,10 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     entries = _select(discover_models(config.model_pool, spec.name), plan)
     if not entries:
       raise ConfigError(_no_models_message(plan))
+  else:
+    set_paths = distilled_sets(plan)
+    if not set_paths and FULL_SIZE.upper() not in plan.methods:
+      raise ConfigError(_no_models_message(plan))
   # Multi-process: every process reads the workdir before any writes (the first cell is a
   # collective), then only the primary process writes and holds the lock.
   lock = workdir_lock(config.workdir, plan.results_file) if primary else contextlib.nullcontext()
@@ -275,7 +286,7 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if config.model_pool:
       cells = plan_cells(entries, plan)[config.task_index :: config.num_tasks]
     else:
-      cells = plan_cells(train_model_pool(config, spec, images, labels), plan)
+      cells = plan_cells(train_model_pool(config, spec, images, labels, set_paths), plan)
     if not cells:
       raise ConfigError(_no_models_message(plan))
     mesh = sharding.make_mesh(sharding.BATCH_AXIS) if jax.device_count() > 1 else None
@@ -287,12 +298,15 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
 
 def _no_models_message(plan: RunPlan) -> str:
   config = plan.config
-  pool = config.model_pool or config.dataset_pool
-  kind = 'model' if config.model_pool else 'dataset'
+  if config.model_pool:
+    where = f'the model pool {config.model_pool}'
+  else:
+    where = ' or '.join(p for p in (config.dataset_pool, config.distill_dir) if p)
+    where = f'the dataset pools {where} (and --distill builds none)'
   return (
     f'no models for dataset {plan.spec.name}, IPC {config.ipc or "any"}, methods '
-    f'{",".join(plan.methods) or "all"} in the {kind} pool {pool} (see the README, Data, for '
-    'the file names it reads)'
+    f'{",".join(plan.methods) or "all"} in {where}; see the README, Data, for the file '
+    'names they read'
   )
 
 

@@ -78,7 +78,8 @@ class DistilledSet(NamedTuple):
   source: str
 
 
-def _infer_method(path: pathlib.Path) -> str | None:
+def infer_method(path: pathlib.Path) -> str | None:
+  """The method a pool file or folder name gives (`res_DM_...pt` → DM), None if none does."""
   for candidate in (path.name, path.parent.name if path.is_file() else path.name):
     for pattern in (_RES_PATTERN, _NAMED_PATTERN):
       match = pattern.match(candidate)
@@ -279,7 +280,7 @@ def load_distilled_set(
   spec = specs.get_dataset_spec(dataset)
   if not path.exists():
     raise FileNotFoundError(f'no distilled set at {path}')
-  method = method.upper() if method else _infer_method(path)
+  method = method.upper() if method else infer_method(path)
   if path.suffix == '.npz':
     if experiment != 0:
       raise ValueError(f'{path}: an .npz holds one experiment (index 0), not {experiment}')

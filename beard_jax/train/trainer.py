@@ -1,4 +1,4 @@
-"""One whole training run as a pure function, and many seeds of it as one program.
+"""Training runs as pure functions: one whole run, or a chunk of its epochs, for N seeds.
 
 `train_one(key, images, labels, recipe, model, spec)` runs the complete recipe
 inside `lax.fori_loop`s, so that
@@ -6,7 +6,12 @@ inside `lax.fori_loop`s, so that
     train = functools.partial(train_one, recipe=..., model=..., spec=...)
     jax.jit(jax.vmap(train, in_axes=(0, None, None)))(keys, images, labels)
 
-compiles ONE program that trains N seeds side by side (`train_seeds` does this).
+compiles ONE program that trains N seeds side by side (`make_train_fn`). The same
+run also splits into `init_state` and `train_epochs(state, ..., start, stop)`:
+`make_chunk_fn` compiles one program that trains any range of epochs (the bounds
+are traced), and `beard_jax.train.loop.train_seeds` drives it from the host in
+chunks of a few seconds, to report progress and stop on a NaN loss. Chunks change
+nothing: every epoch depends only on the state and its absolute index.
 
 Randomness, all from `key` (the contract the tests rely on):
   key_init, key_shuffle, key_augment, key_attack = jax.random.split(key, 4)
@@ -26,15 +31,13 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
-from jax.sharding import Mesh
 
-from beard_jax import sharding
 from beard_jax.data.augment import dsa_augment
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.models.convnet import (
@@ -51,6 +54,22 @@ from beard_jax.train.recipes import TrainRecipe, decay_epoch, make_optimizer, nu
 Attack = Callable[..., jax.Array]
 
 ATTACK_SPACES = ('normalized', 'pixels')
+SEED_AXES = ('vmap', 'map')
+
+
+class TrainState(NamedTuple):
+  """One seed's training run between two epochs (every leaf [S, ...] when seeds are stacked).
+
+  Attributes:
+    params: the Flax variables `{'params': ...}`.
+    opt_state: the `make_optimizer(recipe)` state, the learning rate injected.
+    loss_sums: [num_epochs(recipe)] float32: epoch e's summed per-example loss on its
+      augmented (or adversarial) batches, 0 for the epochs not trained yet; divide by N.
+  """
+
+  params: Params
+  opt_state: optax.OptState
+  loss_sums: jax.Array
 
 
 def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -60,7 +79,25 @@ def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy(logits, labels)
 
 
-def _check_inputs(images: jax.Array, labels: jax.Array, model: ConvNet, spec: DatasetSpec):
+def prepare_inputs(
+  images: jax.typing.ArrayLike, labels: jax.typing.ArrayLike, model: ConvNet, spec: DatasetSpec
+) -> tuple[jax.Array, jax.Array]:
+  """Checks a training set and normalises it, as `train_epochs` takes it.
+
+  Args:
+    images: [N, H, W, C] float32 at pixel scale (`x·std + mean`; distilled images
+      may leave [0, 1]).
+    labels: int [N] class indices, or [N, K] soft labels (rows summing to 1).
+    model, spec: the ConvNet and the dataset the set is for.
+
+  Returns:
+    (normalised images [N, H, W, C] float32, labels: int [N] or float32 [N, K]).
+
+  Raises:
+    ValueError: shapes that do not fit the model and spec.
+  """
+  images = jnp.asarray(images, jnp.float32)
+  labels = jnp.asarray(labels)
   if images.ndim != 4 or images.shape[1:] != spec.image_shape:
     raise ValueError(
       f'expected images [N, {", ".join(map(str, spec.image_shape))}] for {spec.name}, '
@@ -70,6 +107,154 @@ def _check_inputs(images: jax.Array, labels: jax.Array, model: ConvNet, spec: Da
     raise ValueError(f'expected labels [N] or [N, K] for N={images.shape[0]}, got {labels.shape}')
   if labels.ndim == 2 and labels.shape[1] != model.num_classes:
     raise ValueError(f'soft labels have {labels.shape[1]} classes, the model {model.num_classes}')
+  if labels.ndim == 2:
+    labels = labels.astype(jnp.float32)
+  return normalize(spec, images), labels
+
+
+def init_state(
+  key: jax.Array, recipe: TrainRecipe, model: ConvNet, spec: DatasetSpec
+) -> TrainState:
+  """The state before epoch 0: parameters from `key_init`, a fresh optimizer, no losses."""
+  params = init_params(model, spec, jax.random.split(key, 4)[0])
+  opt_state = make_optimizer(recipe).init(params)
+  return TrainState(params, opt_state, jnp.zeros((num_epochs(recipe),), jnp.float32))
+
+
+def _make_step_fn(key_augment, key_attack, normalized, labels, recipe, model, spec, attack, space):
+  """`step(b, state, epoch, order) -> state`: one optimizer step on batch b of `order`.
+
+  Args:
+    key_augment, key_attack: the run's DSA and attack keys (folded with epoch, then b).
+    normalized: [N, H, W, C] float32 normalised images; labels: int [N] or float32 [N, K].
+    recipe, model, spec, attack, space: as `train_epochs` (`attack`: adversarial_attack,
+      `space`: attack_input_space).
+
+  `order` is the epoch's int32 [ceil(N / batch) · batch] permutation, padded; `step` adds
+  the batch's summed loss to `state.loss_sums[epoch]`.
+  """
+  num_examples = normalized.shape[0]
+  batch_size = min(recipe.batch_size, num_examples)
+  optimizer = make_optimizer(recipe)
+  attack_apply_fn = make_apply_fn(model, spec, space)
+
+  def batch_loss(params, x, y, mask):
+    per_example = _cross_entropy(model.apply(params, x), y)
+    loss_sum = jnp.sum(per_example * mask)
+    return loss_sum / jnp.sum(mask), loss_sum
+
+  grad_fn = jax.grad(batch_loss, has_aux=True)
+
+  def adversarial(params, x, y, key):
+    y_hard = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
+    if space == 'pixels':
+      x = normalize(spec, attack(attack_apply_fn, params, denormalize(spec, x), y_hard, key))
+    else:
+      x = attack(attack_apply_fn, params, x, y_hard, key)
+    return lax.stop_gradient(x)
+
+  def step(b, state, epoch, order):
+    index = lax.dynamic_slice_in_dim(order, b * batch_size, batch_size)
+    mask = (b * batch_size + jnp.arange(batch_size) < num_examples).astype(jnp.float32)
+    x, y = normalized[index], labels[index]
+    if recipe.augmentation:
+      x = dsa_augment(
+        jax.random.fold_in(jax.random.fold_in(key_augment, epoch), b), x, recipe.augmentation
+      )
+    if attack is not None:
+      x = adversarial(
+        state.params, x, y, jax.random.fold_in(jax.random.fold_in(key_attack, epoch), b)
+      )
+    grads, step_loss_sum = grad_fn(state.params, x, y, mask)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return TrainState(
+      optax.apply_updates(state.params, updates),
+      opt_state,
+      state.loss_sums.at[epoch].add(step_loss_sum),
+    )
+
+  return step
+
+
+def train_epochs(
+  state: TrainState,
+  key: jax.Array,
+  normalized: jax.Array,
+  labels: jax.Array,
+  start: int | jax.Array,
+  stop: int | jax.Array,
+  recipe: TrainRecipe,
+  model: ConvNet,
+  spec: DatasetSpec,
+  adversarial_attack: Attack | None = None,
+  attack_input_space: str = 'normalized',
+) -> TrainState:
+  """Trains epochs [start, stop) of one run; pure, jit- and vmap-able, the bounds traceable.
+
+  Epoch e uses e's keys and learning rate whatever chunk it falls in, and resets the
+  optimizer state at the decay epoch, so that `train_epochs(train_epochs(s, ..., 0, k),
+  ..., k, E)` is `train_epochs(s, ..., 0, E)`.
+
+  Args:
+    state: the run's state after epoch start - 1 (`init_state` for start = 0).
+    key: the seed of the whole run (the same for every chunk).
+    normalized: [N, H, W, C] float32 normalised images (`prepare_inputs`). DSA acts on
+      normalised tensors, as in the reference.
+    labels: int [N] class indices, or float32 [N, K] soft labels.
+    start, stop: int32 scalars, 0 <= start <= stop <= num_epochs(recipe).
+    recipe, model, spec: static: the recipe, the ConvNet, the dataset.
+    adversarial_attack: None, or `attack(apply_fn, params, x, y, key) -> x_adv`; each
+      (augmented) batch is then replaced by its adversarial version and the loss is
+      computed on it alone (PROTOCOL.md §4, "w/ AT"). Soft labels reach the attack as
+      their argmax.
+    attack_input_space: `normalized` (the `beard` protocol: the attack sees normalised
+      tensors) or `pixels` (the `standard` protocol: it sees `x·std + mean` and an
+      apply_fn that normalises inside).
+
+  Returns:
+    The state after epoch stop - 1, its `loss_sums[start:stop]` filled in.
+
+  Raises:
+    ValueError: an unknown attack space.
+  """
+  if attack_input_space not in ATTACK_SPACES:
+    raise ValueError(f'unknown attack_input_space {attack_input_space!r}; choose {ATTACK_SPACES}')
+  num_examples = normalized.shape[0]
+  batch_size = min(recipe.batch_size, num_examples)
+  batches_per_epoch = math.ceil(num_examples / batch_size)
+  padded_size = batches_per_epoch * batch_size
+  first_decayed = decay_epoch(recipe)
+  decayed_lr = recipe.learning_rate * recipe.lr_decay_factor
+  optimizer = make_optimizer(recipe)
+  _, key_shuffle, key_augment, key_attack = jax.random.split(key, 4)
+  step_fn = _make_step_fn(
+    key_augment,
+    key_attack,
+    normalized,
+    labels,
+    recipe,
+    model,
+    spec,
+    adversarial_attack,
+    attack_input_space,
+  )
+
+  def train_epoch(epoch, state):
+    # The reference builds a new optimizer at the decay: fresh state (momentum 0).
+    fresh = optimizer.init(state.params)
+    opt_state = jax.tree.map(
+      lambda new, old: jnp.where(epoch == first_decayed, new, old), fresh, state.opt_state
+    )
+    learning_rate = jnp.where(epoch >= first_decayed, decayed_lr, recipe.learning_rate)
+    opt_state = opt_state._replace(
+      hyperparams={**opt_state.hyperparams, 'learning_rate': learning_rate.astype(jnp.float32)}
+    )
+    order = jax.random.permutation(jax.random.fold_in(key_shuffle, epoch), num_examples)
+    order = jnp.concatenate([order, order[: padded_size - num_examples]])
+    step = functools.partial(step_fn, epoch=epoch, order=order)
+    return lax.fori_loop(0, batches_per_epoch, step, state._replace(opt_state=opt_state))
+
+  return lax.fori_loop(start, stop, train_epoch, state)
 
 
 def train_one(
@@ -88,21 +273,13 @@ def train_one(
   Args:
     key: a `jax.random` key: the seed of the whole run (init, shuffles, DSA, attack).
     images: [N, H, W, C] float32 at pixel scale (`x·std + mean`; distilled images
-      may leave [0, 1]). They are normalised with `spec`, then augmented: DSA acts
-      on normalised tensors, as in the reference.
+      may leave [0, 1]); normalised with `spec`, then augmented.
     labels: int [N] class indices, or float32 [N, K] soft labels (rows summing to 1).
     recipe: the training recipe (static).
     model: the ConvNet (static); the returned params are for `model.apply` on
       normalised input, i.e. `make_apply_fn(model, spec, 'normalized')`.
     spec: the dataset (static): image shape and normalisation.
-    adversarial_attack: None, or `attack(apply_fn, params, x, y, key) -> x_adv`; each
-      (augmented) batch is then replaced by its adversarial version and the loss
-      is computed on it alone (PROTOCOL.md §4, "w/ AT"). Soft labels are handed to
-      the attack as their argmax.
-    attack_input_space: the space the attack works in: `normalized` (the `beard`
-      protocol: apply_fn takes normalised x, the attack sees normalised tensors) or
-      `pixels` (the `standard` protocol: the attack sees `x·std + mean` and an
-      apply_fn that normalises inside).
+    adversarial_attack, attack_input_space: as `train_epochs`.
     return_loss_sums: also return the per-epoch sums of the training loss.
 
   Returns:
@@ -113,84 +290,40 @@ def train_one(
   Raises:
     ValueError: shapes that do not fit the model and spec, an unknown attack space.
   """
-  images = jnp.asarray(images, jnp.float32)
-  labels = jnp.asarray(labels)
-  _check_inputs(images, labels, model, spec)
-  if attack_input_space not in ATTACK_SPACES:
-    raise ValueError(f'unknown attack_input_space {attack_input_space!r}; choose {ATTACK_SPACES}')
-  if labels.ndim == 2:
-    labels = labels.astype(jnp.float32)
-
-  num_examples = images.shape[0]
-  batch_size = min(recipe.batch_size, num_examples)
-  batches_per_epoch = math.ceil(num_examples / batch_size)
-  padded_size = batches_per_epoch * batch_size
-  epochs = num_epochs(recipe)
-  first_decayed = decay_epoch(recipe)
-  decayed_lr = recipe.learning_rate * recipe.lr_decay_factor
-
-  normalized = normalize(spec, images)
-  key_init, key_shuffle, key_augment, key_attack = jax.random.split(key, 4)
-  params = init_params(model, spec, key_init)
-  optimizer = make_optimizer(recipe)
-  opt_state = optimizer.init(params)
-  attack_apply_fn = make_apply_fn(model, spec, attack_input_space)
-
-  def batch_loss(params, x, y, mask):
-    per_example = _cross_entropy(model.apply(params, x), y)
-    loss_sum = jnp.sum(per_example * mask)
-    return loss_sum / jnp.sum(mask), loss_sum
-
-  grad_fn = jax.grad(batch_loss, has_aux=True)
-
-  def train_step(b, carry, epoch, order):
-    params, opt_state, loss_sum = carry
-    index = lax.dynamic_slice_in_dim(order, b * batch_size, batch_size)
-    mask = (b * batch_size + jnp.arange(batch_size) < num_examples).astype(jnp.float32)
-    x, y = normalized[index], labels[index]
-    if recipe.augmentation:
-      x = dsa_augment(
-        jax.random.fold_in(jax.random.fold_in(key_augment, epoch), b), x, recipe.augmentation
-      )
-    if adversarial_attack is not None:
-      attack_key = jax.random.fold_in(jax.random.fold_in(key_attack, epoch), b)
-      y_hard = y if y.ndim == 1 else jnp.argmax(y, axis=-1)
-      if attack_input_space == 'pixels':
-        x = normalize(
-          spec,
-          adversarial_attack(attack_apply_fn, params, denormalize(spec, x), y_hard, attack_key),
-        )
-      else:
-        x = adversarial_attack(attack_apply_fn, params, x, y_hard, attack_key)
-      x = lax.stop_gradient(x)
-    grads, step_loss_sum = grad_fn(params, x, y, mask)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss_sum + step_loss_sum
-
-  def train_epoch(epoch, carry):
-    params, opt_state, loss_sums = carry
-    # The reference builds a new optimizer at the decay: fresh state (momentum 0).
-    fresh = optimizer.init(params)
-    opt_state = jax.tree.map(
-      lambda new, old: jnp.where(epoch == first_decayed, new, old), fresh, opt_state
-    )
-    learning_rate = jnp.where(epoch >= first_decayed, decayed_lr, recipe.learning_rate)
-    opt_state = opt_state._replace(
-      hyperparams={**opt_state.hyperparams, 'learning_rate': learning_rate.astype(jnp.float32)}
-    )
-    order = jax.random.permutation(jax.random.fold_in(key_shuffle, epoch), num_examples)
-    order = jnp.concatenate([order, order[: padded_size - num_examples]])
-    step = functools.partial(train_step, epoch=epoch, order=order)
-    params, opt_state, loss_sum = lax.fori_loop(
-      0, batches_per_epoch, step, (params, opt_state, jnp.zeros((), jnp.float32))
-    )
-    return params, opt_state, loss_sums.at[epoch].set(loss_sum)
-
-  loss_sums = jnp.zeros((epochs,), jnp.float32)
-  params, _, loss_sums = lax.fori_loop(0, epochs, train_epoch, (params, opt_state, loss_sums))
+  normalized, labels = prepare_inputs(images, labels, model, spec)
+  state = init_state(key, recipe, model, spec)
+  state = train_epochs(
+    state,
+    key,
+    normalized,
+    labels,
+    0,
+    num_epochs(recipe),
+    recipe,
+    model,
+    spec,
+    adversarial_attack,
+    attack_input_space,
+  )
   if return_loss_sums:
-    return params, loss_sums
-  return params
+    return state.params, state.loss_sums
+  return state.params
+
+
+def _over_seeds(fn: Callable, seed_axis: str) -> Callable:
+  """`g(per_seed, *shared)`: `fn(per_seed[i], *shared)` for every i of per_seed's leading axis.
+
+  `vmap` batches the seeds (every conv becomes a grouped conv with one group per
+  seed: fast on GPU/TPU); `map` runs them one after the other in the same program
+  (`lax.map`), which XLA:CPU runs faster, since its grouped convolutions are slow
+  (measured: 5 vmapped seeds 9.9 s/epoch against 0.28 s/epoch for one seed, IPC 10,
+  2-core CPU). Both give the same numbers.
+  """
+  if seed_axis == 'vmap':
+    return lambda per_seed, *shared: jax.vmap(lambda one: fn(one, *shared))(per_seed)
+  if seed_axis == 'map':
+    return lambda per_seed, *shared: lax.map(lambda one: fn(one, *shared), per_seed)
+  raise ValueError(f'unknown seed_axis {seed_axis!r}; choose from {SEED_AXES}')
 
 
 @functools.lru_cache(maxsize=32)
@@ -203,18 +336,13 @@ def make_train_fn(
   return_loss_sums: bool = False,
   seed_axis: str = 'vmap',
 ) -> Callable[..., Params]:
-  """`train(keys, images, labels) -> stacked params`: one jitted program for N seeds.
+  """`train(keys, images, labels) -> stacked params`: the whole run of N seeds, one program.
 
   keys: [N] `jax.random` keys; images/labels as `train_one` (shared by all seeds).
   Every leaf of the result has a leading seed axis [N, ...]. Compiles once per
-  (number of seeds, set shape); the jitted function is cached per argument set
-  (all hashable), so repeated `train_seeds` calls reuse the compiled program.
-
-  seed_axis: `vmap` batches the seeds (every conv becomes a grouped conv with
-  one group per seed: fast on GPU/TPU); `map` runs them one after the other
-  inside the same program (`lax.map`), which XLA:CPU runs faster, since its
-  grouped convolutions are slow (measured: 5 vmapped seeds 9.9 s/epoch against
-  0.28 s/epoch for one seed, IPC 10, 2-core CPU). Both give the same numbers.
+  (number of seeds, set shape); cached per argument set (all hashable). seed_axis:
+  `vmap` or `map` (see `_over_seeds`). Reports nothing until it ends: `train_seeds`
+  runs the same epochs in chunks, with progress.
   """
   bound = functools.partial(
     train_one,
@@ -225,11 +353,58 @@ def make_train_fn(
     attack_input_space=attack_input_space,
     return_loss_sums=return_loss_sums,
   )
-  if seed_axis == 'vmap':
-    return jax.jit(jax.vmap(bound, in_axes=(0, None, None)))
-  if seed_axis == 'map':
-    return jax.jit(lambda keys, images, labels: lax.map(lambda k: bound(k, images, labels), keys))
-  raise ValueError(f"unknown seed_axis {seed_axis!r}; choose from ('vmap', 'map')")
+  return jax.jit(_over_seeds(bound, seed_axis))
+
+
+@functools.lru_cache(maxsize=32)
+def make_init_fn(
+  recipe: TrainRecipe, model: ConvNet, spec: DatasetSpec, seed_axis: str = 'vmap'
+) -> Callable[[jax.Array], TrainState]:
+  """`init(keys [N]) -> TrainState` of N seeds (leaves [N, ...]), jitted: `init_state` per seed."""
+  return jax.jit(
+    _over_seeds(functools.partial(init_state, recipe=recipe, model=model, spec=spec), seed_axis)
+  )
+
+
+@functools.lru_cache(maxsize=32)
+def make_chunk_fn(
+  recipe: TrainRecipe,
+  model: ConvNet,
+  spec: DatasetSpec,
+  adversarial_attack: Attack | None = None,
+  attack_input_space: str = 'normalized',
+  seed_axis: str = 'vmap',
+) -> Callable[..., TrainState]:
+  """`chunk(states, keys, normalized, labels, start, stop) -> states`: epochs [start, stop).
+
+  `train_epochs` for N seeds in one jitted program: states and keys have a leading
+  seed axis [N, ...], normalized/labels are shared (`prepare_inputs`), start and stop
+  are int scalars, traced, so ONE program serves every chunk (compiled once per
+  number of seeds and set shape). `states` is donated: its buffers hold the result.
+  """
+
+  def one_seed(state_and_key, normalized, labels, start, stop):
+    state, key = state_and_key
+    return train_epochs(
+      state,
+      key,
+      normalized,
+      labels,
+      start,
+      stop,
+      recipe,
+      model,
+      spec,
+      adversarial_attack,
+      attack_input_space,
+    )
+
+  over_seeds = _over_seeds(one_seed, seed_axis)
+
+  def chunk(states, keys, normalized, labels, start, stop):
+    return over_seeds((states, keys), normalized, labels, start, stop)
+
+  return jax.jit(chunk, donate_argnums=0)
 
 
 def default_seed_axis() -> str:
@@ -242,59 +417,3 @@ def seed_keys(seeds: Sequence[int] | jax.Array) -> jax.Array:
   if isinstance(seeds, jax.Array) and jax.dtypes.issubdtype(seeds.dtype, jax.dtypes.prng_key):
     return seeds
   return jnp.stack([jax.random.key(int(s)) for s in seeds])
-
-
-def train_seeds(
-  seeds: Sequence[int] | jax.Array,
-  images: jax.typing.ArrayLike,
-  labels: jax.typing.ArrayLike,
-  recipe: TrainRecipe,
-  model: ConvNet,
-  spec: DatasetSpec,
-  adversarial_attack: Attack | None = None,
-  attack_input_space: str = 'normalized',
-  seed_axis: str | None = None,
-  mesh: Mesh | None = None,
-) -> Params:
-  """Trains one model per seed on the same set, all seeds in one jitted program.
-
-  Args:
-    seeds: int seeds, or an array of [N] `jax.random` keys.
-    images, labels, recipe, model, spec, adversarial_attack, attack_input_space:
-      as `train_one`.
-    seed_axis: `vmap` or `map` (see `make_train_fn`); None picks the backend's
-      faster one (`default_seed_axis`).
-    mesh: a 1-D device mesh to shard the seed axis over (N must be a multiple of
-      its size); seeds are then vmapped and `jit` splits them over the devices.
-
-  Returns:
-    Stacked Flax variables, every leaf [N, ...] and readable on every process (gathered
-    when the seeds were sharded over several), for `model.apply` on normalised input.
-
-  Raises:
-    FloatingPointError: a seed's trained parameters contain NaN or inf.
-  """
-  keys = seed_keys(seeds)
-  if mesh is not None:
-    sharding.check_divisible(keys.shape[0], mesh, 'the number of seeds')
-    keys = sharding.global_array(keys, sharding.leading_axis_sharding(mesh))
-    seed_axis = 'vmap'
-  train = make_train_fn(
-    recipe,
-    model,
-    spec,
-    adversarial_attack,
-    attack_input_space,
-    seed_axis=seed_axis or default_seed_axis(),
-  )
-  stacked = train(keys, jnp.asarray(images, jnp.float32), jnp.asarray(labels))
-  stacked = sharding.gather_across_processes(stacked)
-  finite = jax.tree.map(
-    lambda leaf: np.asarray(jnp.all(jnp.isfinite(leaf), axis=tuple(range(1, leaf.ndim)))), stacked
-  )
-  bad = ~np.all(np.stack(jax.tree.leaves(finite)), axis=0)
-  if bad.any():
-    raise FloatingPointError(
-      f'training diverged (NaN/inf parameters) for seeds {np.nonzero(bad)[0]}'
-    )
-  return stacked

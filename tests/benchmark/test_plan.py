@@ -92,8 +92,11 @@ def test_beard_skips_what_its_code_runs_untargeted_only():
     ({'task_index': 2, 'num_tasks': 2}, r'need 0 <= --task_index < --num_tasks'),
     ({'merge': True}, r'--merge gathers the task files of a sweep'),
     ({'data_dir': '/no/such/dir'}, r'--data_dir=/no/such/dir is not a directory'),
-    ({'model_pool': '', 'dataset_pool': ''}, r'nothing to evaluate'),
-    ({'dataset_pool': '.'}, r'either --model_pool .* or --dataset_pool, not both'),
+    ({'model_pool': '', 'distill': ''}, r'nothing to evaluate'),
+    ({'model_pool': '', 'distill': 'dm,dmm'}, r"unknown --distill 'dmm'; choose from dm, herding"),
+    ({'model_pool': '', 'ipc': 0}, r'--distill builds sets of one IPC'),
+    ({'distill_iterations': -1}, r'--distill_iterations must be >= 0'),
+    ({'dataset_pool': '.'}, r'either --model_pool .* or distilled sets, not both'),
   ],
 )
 def test_bad_flags_are_refused_with_what_to_do(overrides, message):

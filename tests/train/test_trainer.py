@@ -17,7 +17,7 @@ import pytest
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.models import ConvNet
 from beard_jax.models.convnet import init_params, normalize
-from beard_jax.train import TrainRecipe, make_train_fn, seed_keys, train_one, train_seeds
+from beard_jax.train import TrainRecipe, make_train_fn, seed_keys, train_one
 
 SPEC = DatasetSpec('tiny16', 4, 16, 3, (0.5, 0.4, 0.3), (0.25, 0.2, 0.3))
 MODEL = ConvNet(num_classes=4, width=8, depth=1)
@@ -46,13 +46,10 @@ def test_vmapped_seeds_equal_single_runs_and_compile_once():
   keys = seed_keys([0, 1])
   stacked = train_many(keys, images, labels)
   again = train_many(seed_keys([3, 4]), images + 0.01, labels)
-  # train_seeds reuses the same cached program (int seeds → jax.random.key(seed)).
-  via_seeds = train_seeds([0, 1], images, labels, recipe, MODEL, SPEC, seed_axis='vmap')
   assert train_many._cache_size() == 1, 'N seeds must be one compiled program, reused'
   assert jax.tree.leaves(stacked)[0].shape[0] == 2
-  assert _max_abs_diff(via_seeds, stacked) == 0.0
   # Seeds mapped one after the other in the same program (XLA:CPU's faster form).
-  mapped = train_seeds([0, 1], images, labels, recipe, MODEL, SPEC, seed_axis='map')
+  mapped = make_train_fn(recipe, MODEL, SPEC, seed_axis='map')(keys, images, labels)
   assert _max_abs_diff(mapped, stacked) < 1e-4
 
   train_single = jax.jit(functools.partial(train_one, recipe=recipe, model=MODEL, spec=SPEC))
@@ -66,7 +63,7 @@ def test_vmapped_seeds_equal_single_runs_and_compile_once():
   init = init_params(MODEL, SPEC, jax.random.split(keys[0], 4)[0])
   assert _max_abs_diff(jax.tree.map(lambda p: p[0], stacked), init) > 1e-3
   with pytest.raises(ValueError, match=r'expected images \[N, 16, 16, 3\]'):
-    train_seeds([0], images[:, :8], labels, recipe, MODEL, SPEC)
+    train_many(keys, images[:, :8], labels)
 
 
 def _reference_run(key, images, labels, recipe, reset_momentum=True, decay=True):
