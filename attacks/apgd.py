@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import losses, targets
-from attacks.base import Attack, keep_first_success
+from attacks.base import Attack, Kept, check_batch
 
 
 def checkpoint_schedule(steps: int) -> tuple[list[bool], list[int]]:
@@ -62,23 +62,99 @@ def checkpoint_schedule(steps: int) -> tuple[list[bool], list[int]]:
 
 
 class _State(NamedTuple):
+  """One APGD run's loop state; images [B, H, W, C] float32, the rest [B].
+
+  Attributes:
+    x_adv: the current iterate; x_old the one before it.
+    grad: the loss gradient at `x_adv`.
+    step: float32 [B], the step size η.
+    x_best: the highest-loss point so far; grad_best its gradient, loss_best its loss.
+    x_best_adv: the last iterate that was adversarial (the start where none was).
+    robust: bool [B], no iterate of this run was adversarial yet.
+    loss_prev: float32 [B], the last step's loss.
+    n_rose: float32 [B], steps since the last checkpoint where the loss rose.
+    reduced_last: bool [B], η was halved at the last checkpoint.
+    loss_best_last: float32 [B], `loss_best` at the last checkpoint.
+  """
+
   x_adv: jax.Array
   x_old: jax.Array
   grad: jax.Array
-  step: jax.Array  # [B]
+  step: jax.Array
   x_best: jax.Array
   grad_best: jax.Array
-  loss_best: jax.Array  # [B]
+  loss_best: jax.Array
   x_best_adv: jax.Array
-  robust: jax.Array  # [B] bool, never fooled so far in this run
-  loss_prev: jax.Array  # [B]
-  n_rose: jax.Array  # [B] steps since the last checkpoint where the loss rose
-  reduced_last: jax.Array  # [B] bool
-  loss_best_last: jax.Array  # [B]
+  robust: jax.Array
+  loss_prev: jax.Array
+  n_rose: jax.Array
+  reduced_last: jax.Array
+  loss_best_last: jax.Array
 
 
 def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
   return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
+
+
+def _initial_state(x0, grad0, loss0, adv0, eps: float) -> _State:
+  """The state at the start point x0 [B, ...] (gradient grad0, loss0 [B], adversarial adv0 [B])."""
+  batch = x0.shape[0]
+  return _State(
+    x_adv=x0,
+    x_old=x0,
+    grad=grad0,
+    step=jnp.full((batch,), 2.0 * eps, jnp.float32),
+    x_best=x0,
+    grad_best=grad0,
+    loss_best=loss0,
+    x_best_adv=x0,
+    robust=~adv0,
+    loss_prev=jnp.zeros((batch,), jnp.float32),
+    n_rose=jnp.zeros((batch,), jnp.float32),
+    reduced_last=jnp.ones((batch,), bool),
+    loss_best_last=loss0,
+  )
+
+
+def _track(s: _State, x_new, loss, grad, fooled_now, is_check, k, rho: float) -> _State:
+  """Records a step's point and, at a checkpoint, halves η and restarts from the best point.
+
+  Args:
+    s: the state before the step.
+    x_new: [B, H, W, C], the new iterate; loss [B] and grad [B, H, W, C] there.
+    fooled_now: bool [B], x_new is adversarial.
+    is_check: bool scalar, a checkpoint falls after this step.
+    k: float32 scalar, the length of the interval that ends here (0 if none).
+    rho: the oscillation threshold ρ.
+
+  Returns:
+    The state after the step.
+  """
+  x_best_adv = jnp.where(_bcast(fooled_now, x_new), x_new, s.x_best_adv)
+  better = loss > s.loss_best
+  x_best = jnp.where(_bcast(better, x_new), x_new, s.x_best)
+  grad_best = jnp.where(_bcast(better, x_new), grad, s.grad_best)
+  loss_best = jnp.where(better, loss, s.loss_best)
+  n_rose = s.n_rose + (loss > s.loss_prev)
+
+  oscillating = n_rose <= k * rho
+  stalled = ~s.reduced_last & (s.loss_best_last >= loss_best)
+  reduce = is_check & (oscillating | stalled)
+  return _State(
+    x_adv=jnp.where(_bcast(reduce, x_new), x_best, x_new),
+    x_old=s.x_adv,
+    grad=jnp.where(_bcast(reduce, x_new), grad_best, grad),
+    step=jnp.where(reduce, s.step / 2.0, s.step),
+    x_best=x_best,
+    grad_best=grad_best,
+    loss_best=loss_best,
+    x_best_adv=x_best_adv,
+    robust=s.robust & ~fooled_now,
+    loss_prev=loss,
+    n_rose=jnp.where(is_check, 0.0, n_rose),
+    reduced_last=jnp.where(is_check, reduce, s.reduced_last),
+    loss_best_last=jnp.where(is_check, loss_best, s.loss_best_last),
+  )
 
 
 def apgd_run(
@@ -132,58 +208,14 @@ def apgd_run(
 
   x0 = jnp.clip(x_init, clip_min, clip_max)
   (_, (loss0, logits0)), grad0 = value_and_grad(x0)
-  batch = x.shape[0]
-  state = _State(
-    x_adv=x0,
-    x_old=x0,
-    grad=grad0,
-    step=jnp.full((batch,), 2.0 * eps, jnp.float32),
-    x_best=x0,
-    grad_best=grad0,
-    loss_best=loss0,
-    x_best_adv=x0,
-    robust=~is_adv_fn(logits0),
-    loss_prev=jnp.zeros((batch,), jnp.float32),
-    n_rose=jnp.zeros((batch,), jnp.float32),
-    reduced_last=jnp.ones((batch,), bool),
-    loss_best_last=loss0,
-  )
+  state = _initial_state(x0, grad0, loss0, is_adv_fn(logits0), eps)
 
   def body(i, s: _State) -> _State:
     alpha = jnp.where(i > 0, momentum, 1.0)
     z = project(s.x_adv + _bcast(s.step, x) * jnp.sign(s.grad))
     x_new = project(s.x_adv + alpha * (z - s.x_adv) + (1.0 - alpha) * (s.x_adv - s.x_old))
     (_, (loss, logits)), grad = value_and_grad(x_new)
-    fooled_now = is_adv_fn(logits)
-    x_best_adv = jnp.where(_bcast(fooled_now, x), x_new, s.x_best_adv)
-    better = loss > s.loss_best
-    x_best = jnp.where(_bcast(better, x), x_new, s.x_best)
-    grad_best = jnp.where(_bcast(better, x), grad, s.grad_best)
-    loss_best = jnp.where(better, loss, s.loss_best)
-    n_rose = s.n_rose + (loss > s.loss_prev)
-
-    k = interval[i]
-    oscillating = n_rose <= k * rho
-    stalled = ~s.reduced_last & (s.loss_best_last >= loss_best)
-    reduce = is_check[i] & (oscillating | stalled)
-    step = jnp.where(reduce, s.step / 2.0, s.step)
-    x_cur = jnp.where(_bcast(reduce, x), x_best, x_new)
-    grad = jnp.where(_bcast(reduce, x), grad_best, grad)
-    return _State(
-      x_adv=x_cur,
-      x_old=s.x_adv,
-      grad=grad,
-      step=step,
-      x_best=x_best,
-      grad_best=grad_best,
-      loss_best=loss_best,
-      x_best_adv=x_best_adv,
-      robust=s.robust & ~fooled_now,
-      loss_prev=loss,
-      n_rose=jnp.where(is_check[i], 0.0, n_rose),
-      reduced_last=jnp.where(is_check[i], reduce, s.reduced_last),
-      loss_best_last=jnp.where(is_check[i], loss_best, s.loss_best_last),
-    )
+    return _track(s, x_new, loss, grad, is_adv_fn(logits), is_check[i], interval[i], rho)
 
   state = jax.lax.fori_loop(0, steps, body, state)
   return state.x_best_adv, ~state.robust
@@ -196,17 +228,24 @@ def linf_start(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
   return x + eps * t / _bcast(t_max, x)
 
 
-def _restarts(
-  apply_fn, params, x, key, active, run_one, n_restarts: int
-) -> tuple[jax.Array, jax.Array]:
-  """Runs `run_one(key) -> (x_adv, fooled)` n_restarts times; the first success per sample wins."""
+def _restarts(x, key, active, run_one, n_restarts: int) -> Kept:
+  """Runs `run_one(key) -> (x_adv, fooled)` n_restarts times; the first success per sample wins.
 
-  def body(r, carry):
-    x_out, still = carry
-    adv, fooled = run_one(jax.random.fold_in(key, r))
-    return keep_first_success(x_out, still, adv, fooled)
+  Args:
+    x: [B, H, W, C], the points kept where no restart succeeds.
+    key: restart r uses `fold_in(key, r)`.
+    active: bool [B], the samples to attack.
+    run_one: one run, returning x_adv [B, H, W, C] and fooled bool [B].
+    n_restarts: how many runs.
 
-  return jax.lax.fori_loop(0, n_restarts, body, (x, active))
+  Returns:
+    `Kept(x_out, robust)`: robust are the active samples no restart fooled.
+  """
+
+  def body(r, kept: Kept) -> Kept:
+    return kept.update(*run_one(jax.random.fold_in(key, r)))
+
+  return jax.lax.fori_loop(0, n_restarts, body, Kept(x, active))
 
 
 def apgd_masked(
@@ -265,7 +304,7 @@ def apgd_masked(
       clip_max=clip_max,
     )
 
-  return _restarts(apply_fn, params, x, key, active, run_one, n_restarts)
+  return _restarts(x, key, active, run_one, n_restarts)
 
 
 def apgd_t_masked(
@@ -292,8 +331,7 @@ def apgd_t_masked(
   def is_adv_fn(z):
     return jnp.argmax(z, axis=-1) != y
 
-  def per_target(j, carry):
-    x_out, still = carry
+  def per_target(j, kept: Kept) -> Kept:
     target = jnp.take(order, order.shape[-1] - 2 - j, axis=-1)
 
     def run_one(k):
@@ -311,12 +349,10 @@ def apgd_t_masked(
         clip_max=clip_max,
       )
 
-    adv, left = _restarts(
-      apply_fn, params, x, jax.random.fold_in(key, j), still, run_one, n_restarts
-    )
-    return keep_first_success(x_out, still, adv, ~left)
+    adv, left = _restarts(x, jax.random.fold_in(key, j), kept.robust, run_one, n_restarts)
+    return kept.update(adv, ~left)
 
-  return jax.lax.fori_loop(0, n_target_classes, per_target, (x, active))
+  return jax.lax.fori_loop(0, n_target_classes, per_target, Kept(x, active))
 
 
 def _check(eps, steps, n_restarts):
@@ -341,6 +377,7 @@ def _make_apgd(loss: str):
     def attack(apply_fn, params, x, y, key) -> jax.Array:
       x = jnp.asarray(x, jnp.float32)
       y = jnp.asarray(y, jnp.int32)
+      check_batch(x, y)
       active = jnp.ones(x.shape[:1], bool)
       x_adv, _ = apgd_masked(
         apply_fn,

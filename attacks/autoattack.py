@@ -38,7 +38,7 @@ import jax.numpy as jnp
 
 from attacks import targets
 from attacks.apgd import apgd_masked, apgd_t_masked
-from attacks.base import Attack, keep_first_success
+from attacks.base import Attack, check_batch, keep_first_success
 from attacks.fab import fab_t_masked, fab_to_target_masked
 from attacks.square import square_masked
 
@@ -141,6 +141,7 @@ def make_autoattack(
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
+    check_batch(x, y)
     if not targeted:
       targets.check_target_count(apply_fn, params, x, n_target_classes)
     robust = ~succeeded(apply_fn(params, x), y)

@@ -1,19 +1,36 @@
-"""What every attack module shares: the attack type and the first-success-wins rule.
+"""What every attack module shares: the attack type, its input check, first-success-wins.
 
 An ensemble or a loop of runs (restarts, target classes, AutoAttack's stages) keeps,
 per sample, the point of the first run that fooled it; later runs attack only the
-samples still robust. `keep_first_success` is that rule, written once.
+samples still robust. `keep_first_success` is that rule, written once, and `Kept` the
+loop state that carries it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
+import chex
 import jax
 import jax.numpy as jnp
 
 Attack = Callable[..., jax.Array]
 """`attack(apply_fn, params, x [B, H, W, C], y [B] int32, key) -> x_adv [B, H, W, C]`."""
+
+
+def check_batch(x: jax.Array, y: jax.Array) -> None:
+  """Checks an attack's inputs (at trace time, so free under jit).
+
+  Args:
+    x: images, [B, H, W, C].
+    y: labels or targets, [B].
+
+  Raises:
+    AssertionError: x is not rank 4, or y is not [B].
+  """
+  chex.assert_rank(x, 4)
+  chex.assert_shape(y, x.shape[:1])
 
 
 def keep_first_success(
@@ -33,3 +50,19 @@ def keep_first_success(
   take = robust & fooled
   mask = take.reshape(take.shape + (1,) * (adv.ndim - 1))
   return jnp.where(mask, adv, x_out), robust & ~take
+
+
+class Kept(NamedTuple):
+  """The loop state of a run of attacks where the first success per sample wins.
+
+  Attributes:
+    x_out: [B, H, W, C], the points kept so far (the input where nothing succeeded yet).
+    robust: bool [B], samples no run has fooled yet.
+  """
+
+  x_out: jax.Array
+  robust: jax.Array
+
+  def update(self, adv: jax.Array, fooled: jax.Array) -> Kept:
+    """`keep_first_success` on this state: take adv [B, ...] where a robust sample is `fooled`."""
+    return Kept(*keep_first_success(self.x_out, self.robust, adv, fooled))

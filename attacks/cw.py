@@ -32,20 +32,81 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from attacks.base import Attack, check_batch
 from attacks.losses import margin, torchattacks_cw_margin
 
 _BETA1, _BETA2, _ADAM_EPS = 0.9, 0.999, 1e-8
 
 
 class _CWState(NamedTuple):
-  step: jax.Array  # int32 scalar
-  w: jax.Array  # [B, H, W, C] tanh-space variable
-  m: jax.Array  # Adam first moment
-  v: jax.Array  # Adam second moment
-  best_adv: jax.Array  # [B, H, W, C]
-  best_l2: jax.Array  # [B] squared L2 of best_adv
-  prev_cost: jax.Array  # float32 scalar, the last checked batch cost
-  stopped: jax.Array  # bool scalar
+  """C&W's loop state.
+
+  Attributes:
+    step: int32 scalar, Adam steps taken.
+    w: [B, H, W, C] float32, the tanh-space variable.
+    m: [B, H, W, C] float32, Adam's first moment.
+    v: [B, H, W, C] float32, Adam's second moment.
+    best_adv: [B, H, W, C] float32, the smallest successful iterate (x where none).
+    best_l2: float32 [B], the squared L2 of `best_adv` (1e10 where none).
+    prev_cost: float32 scalar, the last checked batch cost.
+    stopped: bool scalar, the early stop fired.
+  """
+
+  step: jax.Array
+  w: jax.Array
+  m: jax.Array
+  v: jax.Array
+  best_adv: jax.Array
+  best_l2: jax.Array
+  prev_cost: jax.Array
+  stopped: jax.Array
+
+
+def _adam(s: _CWState, g: jax.Array, lr: float) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """torch's Adam step on `s.w` with gradient g: `(w, m, v)` after it."""
+  t = (s.step + 1).astype(jnp.float32)
+  m = _BETA1 * s.m + (1 - _BETA1) * g
+  v = _BETA2 * s.v + (1 - _BETA2) * g * g
+  denom = jnp.sqrt(v) / jnp.sqrt(1 - _BETA2**t) + _ADAM_EPS
+  return s.w - (lr / (1 - _BETA1**t)) * m / denom, m, v
+
+
+def _initial_state(x: jax.Array, w0: jax.Array) -> _CWState:
+  """The state before the first step: w = w0, no success yet."""
+  return _CWState(
+    step=jnp.zeros((), jnp.int32),
+    w=w0,
+    m=jnp.zeros_like(w0),
+    v=jnp.zeros_like(w0),
+    best_adv=x,
+    best_l2=jnp.full((x.shape[0],), 1e10, jnp.float32),
+    prev_cost=jnp.asarray(1e10, jnp.float32),
+    stopped=jnp.zeros((), jnp.bool_),
+  )
+
+
+def _to_box(w: jax.Array, clip_min: float, clip_max: float) -> jax.Array:
+  """tanh space → the box: `lo + (hi - lo)·(tanh(w) + 1)/2`."""
+  return (clip_max - clip_min) * (0.5 * (jnp.tanh(w) + 1)) + clip_min
+
+
+def _from_box(x: jax.Array, clip_min: float, clip_max: float) -> jax.Array:
+  """The box → tanh space: `atanh(clamp(2(x - lo)/(hi - lo) - 1, -1, 1))` (±inf at the ends)."""
+  u = jnp.clip((x - clip_min) / (clip_max - clip_min) * 2 - 1, -1, 1)
+  return 0.5 * jnp.log((1 + u) / (1 - u))
+
+
+def _early_stop(s: _CWState, cost: jax.Array, check_every: int) -> tuple[jax.Array, jax.Array]:
+  """torchattacks' batch early stop: `(stopped, prev_cost)` after a step of batch cost `cost`."""
+  check = s.step % check_every == 0
+  stopped = check & (cost > s.prev_cost)
+  return stopped, jnp.where(check & ~stopped, cost, s.prev_cost)
+
+
+def _success(logits: jax.Array, y: jax.Array, targeted: bool) -> jax.Array:
+  """bool [B]: argmax of logits [B, K] is the target y (targeted), or is not the label y."""
+  pred = jnp.argmax(logits, axis=1)
+  return pred == y if targeted else pred != y
 
 
 def make_cw(
@@ -58,7 +119,7 @@ def make_cw(
   early_stop: bool = True,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
-):
+) -> Attack:
   """Builds C&W-L2 (torchattacks `CW`).
 
   Args:
@@ -77,65 +138,49 @@ def make_cw(
     y [B] int32, key unused; x_adv [B, H, W, C] float32: the smallest
     successful iterate per sample (inside the box), or x where none succeeded.
   """
-  scale = clip_max - clip_min
   margin_fn = torchattacks_cw_margin if torchattacks_margin else margin
   check_every = max(steps // 10, 1)
 
-  def to_box(w):
-    return scale * (0.5 * (jnp.tanh(w) + 1)) + clip_min
-
-  def from_box(x):
-    u = jnp.clip((x - clip_min) / scale * 2 - 1, -1, 1)
-    return 0.5 * jnp.log((1 + u) / (1 - u))
-
-  def attack(apply_fn, params, x, y, key):
-    del key  # deterministic
-    x = jnp.asarray(x, jnp.float32)
-    y = jnp.asarray(y)
-    batch = x.shape[0]
+  def make_cost_fn(apply_fn, params, x, y):
+    """`cost(w) -> (batch cost, (x_adv, l2 [B], logits [B, K]))`."""
 
     def cost_fn(w):
-      x_adv = to_box(w)
-      l2 = jnp.sum(jnp.square(x_adv - x).reshape(batch, -1), axis=1)
+      x_adv = _to_box(w, clip_min, clip_max)
+      l2 = jnp.sum(jnp.square(x_adv - x).reshape(x.shape[0], -1), axis=1)
       logits = apply_fn(params, x_adv)
       # margin() = max_{j≠y} z_j - z_y: untargeted f is its negative, targeted f is it.
       gap = margin_fn(logits, y)
       f = jnp.maximum(gap if targeted else -gap, -kappa)
-      cost = jnp.sum(l2) + c * jnp.sum(f)
-      return cost, (x_adv, l2, logits)
+      return jnp.sum(l2) + c * jnp.sum(f), (x_adv, l2, logits)
+
+    return cost_fn
+
+  def attack(apply_fn, params, x, y, key) -> jax.Array:
+    del key  # deterministic
+    x = jnp.asarray(x, jnp.float32)
+    y = jnp.asarray(y)
+    check_batch(x, y)
+    value_and_grad = jax.value_and_grad(make_cost_fn(apply_fn, params, x, y), has_aux=True)
 
     def body(s: _CWState) -> _CWState:
-      (cost, (x_adv, l2, logits)), g = jax.value_and_grad(cost_fn, has_aux=True)(s.w)
-      t = (s.step + 1).astype(jnp.float32)
-      m = _BETA1 * s.m + (1 - _BETA1) * g
-      v = _BETA2 * s.v + (1 - _BETA2) * g * g
-      denom = jnp.sqrt(v) / jnp.sqrt(1 - _BETA2**t) + _ADAM_EPS
-      w = s.w - (lr / (1 - _BETA1**t)) * m / denom
-
-      pred = jnp.argmax(logits, axis=1)
-      success = pred == y if targeted else pred != y
-      better = success & (s.best_l2 > l2)
-      best_l2 = jnp.where(better, l2, s.best_l2)
-      best_adv = jnp.where(better[:, None, None, None], x_adv, s.best_adv)
-
+      (cost, (x_adv, l2, logits)), g = value_and_grad(s.w)
+      w, m, v = _adam(s, g, lr)
+      better = _success(logits, y, targeted) & (s.best_l2 > l2)
       stopped, prev_cost = s.stopped, s.prev_cost
       if early_stop:
-        check = s.step % check_every == 0
-        stopped = check & (cost > s.prev_cost)
-        prev_cost = jnp.where(check & ~stopped, cost, s.prev_cost)
-      return _CWState(s.step + 1, w, m, v, best_adv, best_l2, prev_cost, stopped)
+        stopped, prev_cost = _early_stop(s, cost, check_every)
+      return _CWState(
+        step=s.step + 1,
+        w=w,
+        m=m,
+        v=v,
+        best_adv=jnp.where(better[:, None, None, None], x_adv, s.best_adv),
+        best_l2=jnp.where(better, l2, s.best_l2),
+        prev_cost=prev_cost,
+        stopped=stopped,
+      )
 
-    w0 = from_box(x)
-    init = _CWState(
-      step=jnp.zeros((), jnp.int32),
-      w=w0,
-      m=jnp.zeros_like(w0),
-      v=jnp.zeros_like(w0),
-      best_adv=x,
-      best_l2=jnp.full((batch,), 1e10, jnp.float32),
-      prev_cost=jnp.asarray(1e10, jnp.float32),
-      stopped=jnp.zeros((), jnp.bool_),
-    )
+    init = _initial_state(x, _from_box(x, clip_min, clip_max))
     final = jax.lax.while_loop(lambda s: (s.step < steps) & ~s.stopped, body, init)
     return final.best_adv
 

@@ -34,31 +34,34 @@ vmapped VJP per class (memory: K·S·H·W·C floats for S samples in flight).
 
 Cost. Most samples cross the boundary in a few steps, a few take all 50: a
 batch stepped in lock-step until its last sample finishes costs (batch × the
-slowest sample's steps). With `slots=S` the batch is a work queue instead: S
-samples are in flight, and the moment one finishes (fooled, or out of steps)
-its slot loads the next sample of the batch, so the cost follows the sum of the
-samples' own step counts. Each sample's trajectory is the same either way up
-to float rounding, which does depend on how many samples share a convolution:
+slowest sample's steps). With `slots=S` the batch is a work queue instead
+(`attacks.work_queue`, as in Square): S samples are in flight, and the moment
+one finishes (fooled, or out of steps) its slot loads the next sample of the
+batch, so the cost follows the sum of the samples' own step counts. Each
+sample's trajectory is the same either way up to float rounding, which does
+depend on how many samples share a convolution:
 under the `beard` protocol DeepFool leaves its unfooled samples on the decision
 boundary, and rounding decides those ties (`runner.BOUNDARY_GAP`), so records
 name the slots that ran.
 On a CPU few slots are fastest: a step's K input gradients of S samples are
-K·S images' activations, which stay in cache only for small S. Measured on the
-BEARD ConvNet (BACON checkpoint, `beard` protocol, 256 CIFAR-10 test images,
-2-core CPU): 1 slot 12.9 img/s, 2 slots 11.4, 4 slots 10.8, 8 slots 6.4. A GPU
-wants more samples in flight, but not the whole batch: on an H200 (DC
-checkpoint, 2,000 images in batches of 500, `bench/bench_attacks.py
---deepfool_slots`) 16 slots ran 7,136 img/s, 64 slots 7,804, 256 slots 4,112
-and lock-step 2,215. So the default is 1 slot on a CPU and `ACCELERATOR_SLOTS`
-(64) on a GPU or TPU (TPU not measured).
+K·S images' activations, which stay in cache only for small S. A GPU wants more
+samples in flight, but not the whole batch. So the default is 1 slot on a CPU and
+`ACCELERATOR_SLOTS` (64) on a GPU or TPU, the fastest measured on the 2-core CPU and
+on an H200 (`bench/RESULTS.md`, "Scheduling defaults"; TPU not measured).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
+from attacks import work_queue
+from attacks.base import Attack, check_batch
 from attacks.projections import clip_box
+from attacks.work_queue import WorkQueue
 
 CPU_SLOTS = 1
 ACCELERATOR_SLOTS = 64
@@ -69,8 +72,114 @@ def default_slots() -> int:
   return CPU_SLOTS if jax.default_backend() == 'cpu' else ACCELERATOR_SLOTS
 
 
+class _State(NamedTuple):
+  """DeepFool's loop state.
+
+  Attributes:
+    queue: which sample each of the S slots steps, and its step count.
+    x_slot: [S, H, W, C] float32, the current image of each slot's sample.
+    x_adv: [B, H, W, C] float32, each finished sample's last image (x until it finishes).
+  """
+
+  queue: WorkQueue
+  x_slot: jax.Array
+  x_adv: jax.Array
+
+
 def _flat(x):
   return x.reshape(x.shape[0], -1)
+
+
+def _untargeted_delta(logits, vjp_fn, y, cls):
+  """The step to the nearest linearised boundary among the candidates, flat [S, D].
+
+  Args:
+    logits: [S, K] at the current images.
+    vjp_fn: their VJP, cotangent [S, K] → (gradient [S, H, W, C],).
+    y: int32 [S] labels.
+    cls: int32 [S, M] candidate classes (y among them).
+  """
+  num_classes = logits.shape[-1]
+  # Gradients of the candidate logits: [M, S, D] → [S, M, D].
+  cotangents = jnp.moveaxis(jax.nn.one_hot(cls, num_classes, dtype=logits.dtype), 1, 0)
+  grads = jax.vmap(lambda ct: _flat(vjp_fn(ct)[0]))(cotangents)
+  grads = jnp.swapaxes(grads, 0, 1)
+  is_label = cls == y[:, None]  # [S, M]
+  label_pos = jnp.argmax(is_label, axis=1)
+  w_label = jnp.take_along_axis(grads, label_pos[:, None, None], axis=1)  # [S, 1, D]
+  f_cls = jnp.take_along_axis(logits, cls, axis=1)
+  f_label = jnp.take_along_axis(logits, y[:, None], axis=1)
+  f_prime = f_cls - f_label
+  w_prime = grads - w_label
+  w_norm = jnp.sqrt(jnp.sum(jnp.square(w_prime), axis=2))
+  distance = jnp.where(is_label, jnp.inf, jnp.abs(f_prime) / w_norm)
+  best = jnp.argmin(distance, axis=1)
+  f_best = jnp.take_along_axis(f_prime, best[:, None], axis=1)  # [S, 1]
+  w_best = jnp.take_along_axis(w_prime, best[:, None, None], axis=1)[:, 0]  # [S, D]
+  n_best = jnp.take_along_axis(w_norm, best[:, None], axis=1)
+  return jnp.abs(f_best) * w_best / jnp.square(n_best)
+
+
+def _targeted_delta(logits, vjp_fn, y, pred):
+  """The step across the linearised boundary between `pred` [S] and the target `y` [S], [S, D]."""
+  num_classes = logits.shape[-1]
+  w_target = _flat(vjp_fn(jax.nn.one_hot(y, num_classes, dtype=logits.dtype))[0])
+  w_pred = _flat(vjp_fn(jax.nn.one_hot(pred, num_classes, dtype=logits.dtype))[0])
+  w_diff = w_target - w_pred
+  f_diff = jnp.take_along_axis(logits, y[:, None], 1) - jnp.take_along_axis(
+    logits, pred[:, None], 1
+  )
+  return jnp.abs(f_diff) * w_diff / jnp.sum(jnp.square(w_diff), axis=1, keepdims=True)
+
+
+def _candidate_classes(apply_fn, params, x, candidates: int | None) -> jax.Array:
+  """int32 [B, M]: every class (M = K), or the top-`candidates` classes of the clean logits."""
+  if candidates is None:
+    num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
+    return jnp.broadcast_to(jnp.arange(num_classes, dtype=jnp.int32), (x.shape[0], num_classes))
+  return jax.lax.top_k(apply_fn(params, x), candidates)[1].astype(jnp.int32)
+
+
+def _deepfool_loop(
+  apply_fn: Callable, params, x, y, cls, *, slots: int, steps: int, overshoot: float,
+  targeted: bool, clip_min: float, clip_max: float,
+) -> jax.Array:  # fmt: skip
+  """Steps every sample through the work queue of `slots` slots (the module docstring).
+
+  Args:
+    apply_fn, params: the model, `apply_fn(params, x) -> logits [B, K]`.
+    x: [B, H, W, C] float32 clean images; y [B] int32 labels (targets when `targeted`).
+    cls: int32 [B, M] candidate classes (untargeted), or None (targeted).
+    slots, steps, overshoot, targeted, clip_min, clip_max: as in `make_deepfool`.
+
+  Returns:
+    x_adv [B, H, W, C] float32.
+  """
+  batch = x.shape[0]
+
+  def body(state: _State) -> _State:
+    live, index = work_queue.held(state.queue)
+    x_slot, y_slot = state.x_slot, y[index]
+    logits, vjp_fn = jax.vjp(lambda z: apply_fn(params, z), x_slot)
+    pred = jnp.argmax(logits, axis=1).astype(jnp.int32)
+    unfinished = (pred != y_slot) if targeted else (pred == y_slot)
+    active = live & unfinished & (state.queue.steps < steps)
+    if targeted:
+      delta = _targeted_delta(logits, vjp_fn, y_slot, pred)
+    else:
+      delta = _untargeted_delta(logits, vjp_fn, y_slot, cls[index])
+    stepped = clip_box(x_slot + (1 + overshoot) * delta.reshape(x_slot.shape), clip_min, clip_max)
+    x_slot = jnp.where(active[:, None, None, None], stepped, x_slot)
+    # A finished slot hands its image to x_adv and loads the next sample of the batch.
+    done = live & ~active
+    x_adv = state.x_adv.at[jnp.where(done, index, batch)].set(x_slot, mode='drop')
+    queue = work_queue.refill(state.queue, done)
+    x_slot = jnp.where(done[:, None, None, None], x[work_queue.held(queue)[1]], x_slot)
+    return _State(queue, x_slot, x_adv)
+
+  queue = work_queue.start(slots, jnp.arange(batch))
+  init = _State(queue, x[work_queue.held(queue)[1]], x)
+  return jax.lax.while_loop(lambda state: work_queue.busy(state.queue), body, init).x_adv
 
 
 def make_deepfool(
@@ -81,7 +190,7 @@ def make_deepfool(
   clip_min: float = 0.0,
   clip_max: float = 1.0,
   slots: int | None = None,
-):
+) -> Attack:
   """Builds DeepFool (torchattacks `DeepFool` untargeted; a targeted variant of ours).
 
   Args:
@@ -114,87 +223,16 @@ def make_deepfool(
       'steps towards the given target'
     )
 
-  def untargeted_step(logits, vjp_fn, y, cls, x_adv):
-    num_classes = logits.shape[-1]
-    # Gradients of the candidate logits: [M, B, D] → [B, M, D].
-    cotangents = jnp.moveaxis(jax.nn.one_hot(cls, num_classes, dtype=logits.dtype), 1, 0)
-    grads = jax.vmap(lambda ct: _flat(vjp_fn(ct)[0]))(cotangents)
-    grads = jnp.swapaxes(grads, 0, 1)
-    is_label = cls == y[:, None]  # [B, M]
-    label_pos = jnp.argmax(is_label, axis=1)
-    w_label = jnp.take_along_axis(grads, label_pos[:, None, None], axis=1)  # [B, 1, D]
-    f_cls = jnp.take_along_axis(logits, cls, axis=1)
-    f_label = jnp.take_along_axis(logits, y[:, None], axis=1)
-    f_prime = f_cls - f_label
-    w_prime = grads - w_label
-    w_norm = jnp.sqrt(jnp.sum(jnp.square(w_prime), axis=2))
-    distance = jnp.where(is_label, jnp.inf, jnp.abs(f_prime) / w_norm)
-    best = jnp.argmin(distance, axis=1)
-    f_best = jnp.take_along_axis(f_prime, best[:, None], axis=1)  # [B, 1]
-    w_best = jnp.take_along_axis(w_prime, best[:, None, None], axis=1)[:, 0]  # [B, D]
-    n_best = jnp.take_along_axis(w_norm, best[:, None], axis=1)
-    delta = jnp.abs(f_best) * w_best / jnp.square(n_best)
-    return delta.reshape(x_adv.shape)
-
-  def targeted_step(logits, vjp_fn, y, pred, x_adv):
-    num_classes = logits.shape[-1]
-    w_target = _flat(vjp_fn(jax.nn.one_hot(y, num_classes, dtype=logits.dtype))[0])
-    w_pred = _flat(vjp_fn(jax.nn.one_hot(pred, num_classes, dtype=logits.dtype))[0])
-    w_diff = w_target - w_pred
-    f_diff = jnp.take_along_axis(logits, y[:, None], 1) - jnp.take_along_axis(
-      logits, pred[:, None], 1
-    )
-    delta = jnp.abs(f_diff) * w_diff / jnp.sum(jnp.square(w_diff), axis=1, keepdims=True)
-    return delta.reshape(x_adv.shape)
-
-  def step_towards(logits, vjp_fn, y, cls, pred, x_adv):
-    if targeted:
-      return targeted_step(logits, vjp_fn, y, pred, x_adv)
-    return untargeted_step(logits, vjp_fn, y, cls, x_adv)
-
-  def attack(apply_fn, params, x, y, key):
+  def attack(apply_fn, params, x, y, key) -> jax.Array:
     del key  # deterministic
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
-    batch = x.shape[0]
-    if candidates is None:
-      num_classes = jax.eval_shape(apply_fn, params, x).shape[-1]
-      cls = jnp.broadcast_to(jnp.arange(num_classes, dtype=jnp.int32), (batch, num_classes))
-    else:
-      cls = jax.lax.top_k(apply_fn(params, x), candidates)[1].astype(jnp.int32)
-    in_flight = min(default_slots() if slots is None else slots, batch)
-
-    def load(index):
-      """The sample at `index` [S] (batch = an empty slot): image, label, candidates."""
-      safe = jnp.minimum(index, batch - 1)
-      return x[safe], y[safe], cls[safe]
-
-    def body(state):
-      out, index, x_slot, y_slot, cls_slot, taken, next_index = state
-      logits, vjp_fn = jax.vjp(lambda z: apply_fn(params, z), x_slot)
-      pred = jnp.argmax(logits, axis=1).astype(jnp.int32)
-      unfinished = (pred != y_slot) if targeted else (pred == y_slot)
-      active = (index < batch) & unfinished & (taken < steps)
-      delta = step_towards(logits, vjp_fn, y_slot, cls_slot, pred, x_slot)
-      stepped = clip_box(x_slot + (1 + overshoot) * delta, clip_min, clip_max)
-      x_slot = jnp.where(active[:, None, None, None], stepped, x_slot)
-      # A finished slot hands its sample to `out` and takes the next one of the batch.
-      done = (index < batch) & ~active
-      out = out.at[jnp.where(done, index, batch)].set(x_slot, mode='drop')
-      fresh = jnp.where(done, next_index + jnp.cumsum(done) - 1, index)
-      fresh = jnp.where(done & (fresh >= batch), batch, fresh)
-      x_new, y_new, cls_new = load(fresh)
-      x_slot = jnp.where(done[:, None, None, None], x_new, x_slot)
-      y_slot = jnp.where(done, y_new, y_slot)
-      cls_slot = jnp.where(done[:, None], cls_new, cls_slot)
-      taken = jnp.where(done, 0, taken + 1)
-      return out, fresh, x_slot, y_slot, cls_slot, taken, next_index + jnp.sum(done)
-
-    def cond(state):
-      return jnp.any(state[1] < batch)
-
-    index = jnp.arange(in_flight, dtype=jnp.int32)
-    init = (x, index, *load(index), jnp.zeros((in_flight,), jnp.int32), jnp.int32(in_flight))
-    return jax.lax.while_loop(cond, body, init)[0]
+    check_batch(x, y)
+    cls = None if targeted else _candidate_classes(apply_fn, params, x, candidates)
+    in_flight = min(default_slots() if slots is None else slots, x.shape[0])
+    return _deepfool_loop(
+      apply_fn, params, x, y, cls, slots=in_flight, steps=steps, overshoot=overshoot,
+      targeted=targeted, clip_min=clip_min, clip_max=clip_max,
+    )  # fmt: skip
 
   return attack

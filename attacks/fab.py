@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import targets
-from attacks.base import Attack, keep_first_success
+from attacks.base import Attack, Kept
 
 
 def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
@@ -226,17 +226,16 @@ def fab_t_masked(
   fab = dict(steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, clip_min=clip_min,
              clip_max=clip_max)  # fmt: skip
 
-  def per_run(i, carry):
-    x_out, still = carry
+  def per_run(i, kept: Kept) -> Kept:
     j, r = i // n_restarts, i % n_restarts
     target = jnp.take(order, order.shape[-1] - 2 - j, axis=-1)
     adv, fooled = _fab_attempt(
       apply_fn, params, x, y, target, r, jax.random.fold_in(key, i), eps=eps,
       reach_target=False, **fab,
     )  # fmt: skip
-    return keep_first_success(x_out, still, adv, fooled)
+    return kept.update(adv, fooled)
 
-  return jax.lax.fori_loop(0, n_target_classes * n_restarts, per_run, (x, active))
+  return jax.lax.fori_loop(0, n_target_classes * n_restarts, per_run, Kept(x, active))
 
 
 def fab_to_target_masked(
@@ -267,15 +266,14 @@ def fab_to_target_masked(
   fab = dict(steps=steps, alpha_max=alpha_max, eta=eta, beta=beta, clip_min=clip_min,
              clip_max=clip_max)  # fmt: skip
 
-  def per_run(r, carry):
-    x_out, still = carry
+  def per_run(r, kept: Kept) -> Kept:
     adv, fooled = _fab_attempt(
       apply_fn, params, x, source, y_target, r, jax.random.fold_in(key, r), eps=eps,
       reach_target=True, **fab,
     )  # fmt: skip
-    return keep_first_success(x_out, still, adv, fooled)
+    return kept.update(adv, fooled)
 
-  return jax.lax.fori_loop(0, n_restarts, per_run, (x, active))
+  return jax.lax.fori_loop(0, n_restarts, per_run, Kept(x, active))
 
 
 def make_fab_t(

@@ -26,26 +26,28 @@ Cost. Most samples are fooled within a few queries; the robust ones use all n_qu
 torchattacks queries only the samples still searching, so a fixed-shape loop over the
 whole batch would pay batch × n_queries forward passes whenever one sample resists (on a
 2-core CPU that was 0.32× torchattacks' speed, 50 images). Here the search is a work
-queue inside one `lax.while_loop`: `slots` samples are in flight, and when one is fooled
-or out of queries its slot takes the next searching sample, so the cost follows the sum
-of the samples' own query counts. Measured on the BEARD DC checkpoint (`beard` protocol,
-50 CIFAR-10 test images, 8 of them robust, 2-core CPU): the whole batch in flight 335 s
-(under load; 175 s alone), 16 slots 82 s, 8 slots 75 s, 4 slots 71 s, 1 slot 68 s.
-`CPU_SLOTS` is 4: within 4 % of 1 slot here, and it amortises each iteration's overhead
-when more samples resist (adversarially trained models). On an accelerator the default
-keeps the whole batch in flight, as measured on an H200 (`bench/RESULTS.md`).
+queue (`attacks.work_queue`, as in DeepFool) inside one `lax.while_loop`: `slots` samples
+are in flight, and when one is fooled or out of queries its slot takes the next searching
+sample, so the cost follows the sum of the samples' own query counts.
+`CPU_SLOTS` is 4: near the fastest measured on the 2-core CPU, and it amortises each
+iteration's overhead when more samples resist (adversarially trained models). On an
+accelerator the default keeps the whole batch in flight (both measured:
+`bench/RESULTS.md`, "Scheduling defaults").
 A sample's search depends on the others only through float rounding: a convolution's
 result can differ in the last bit with the batch it runs in, which can flip an accept
-decision (with 1 slot, one of these 50 samples ended 0.06 away from its 16-slot result).
+decision.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
-from attacks import losses
-from attacks.base import Attack
+from attacks import losses, work_queue
+from attacks.base import Attack, check_batch
+from attacks.work_queue import WorkQueue
 
 _SCHEDULE_ENDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 CPU_SLOTS = 4
@@ -63,10 +65,90 @@ def p_selection(i: jax.Array, p_init: float, n_queries: int, rescale: bool) -> j
   return p_init / (2.0**halvings)
 
 
+class _Search(NamedTuple):
+  """What the search needs besides its state (fixed for the whole loop).
+
+  Attributes:
+    eps, p_init, n_queries, rescale_schedule, targeted, clip_min, clip_max: as in `make_square`.
+  """
+
+  eps: float
+  p_init: float
+  n_queries: int
+  rescale_schedule: bool
+  targeted: bool
+  clip_min: float
+  clip_max: float
+
+
+class _State(NamedTuple):
+  """Square's loop state.
+
+  Attributes:
+    queue: which searching sample each of the S slots holds, and its iteration.
+    x_best: [B, H, W, C] float32, each sample's best point so far.
+    margin_best: [B] float32, its margin (≤ 0: fooled).
+  """
+
+  queue: WorkQueue
+  x_best: jax.Array
+  margin_best: jax.Array
+
+
 def _margin_to_minimise(logits, y, targeted):
   # Untargeted: z_y − max_{j≠y} z_j; targeted: max_{j≠t} z_j − z_t. ≤ 0 means success.
   m = losses.margin(logits, y)
   return -m if not targeted else m
+
+
+def _propose(search: _Search, sample_key, i, x_orig, x_best):
+  """One sample's candidate [H, W, C] at its iteration i (x_orig, x_best [H, W, C])."""
+  height, width, channels = x_orig.shape
+  rows = jnp.arange(height)[:, None]
+  cols = jnp.arange(width)[None, :]
+  k_pos, k_sign = jax.random.split(jax.random.fold_in(sample_key, i))
+  p = p_selection(i, search.p_init, search.n_queries, search.rescale_schedule)
+  side = jnp.maximum(jnp.round(jnp.sqrt(p * height * width)), 1.0).astype(jnp.int32)
+  u = jax.random.uniform(k_pos, (2,))
+  top = jnp.floor(u[0] * (height - side)).astype(jnp.int32)
+  left = jnp.floor(u[1] * (width - side)).astype(jnp.int32)
+  window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+  signs = jnp.sign(jax.random.uniform(k_sign, (1, 1, channels), minval=-1.0))
+  x_new = x_best + jnp.where(window[:, :, None], 2.0 * search.eps * signs, 0.0)
+  x_new = jnp.clip(x_new, x_orig - search.eps, x_orig + search.eps)
+  return jnp.clip(x_new, search.clip_min, search.clip_max)
+
+
+def _search_loop(apply_fn, params, x, y, sample_keys, init: _State, search: _Search) -> _State:
+  """Runs the queued samples' random searches to the end (fooled or out of queries).
+
+  Args:
+    apply_fn, params: the model.
+    x: [B, H, W, C] clean inputs; y [B] int32 labels (targets).
+    sample_keys: [B] keys, one per sample.
+    init: the state after the initial queries, with the searching samples queued.
+    search: the search's settings.
+
+  Returns:
+    The final state; `x_best`/`margin_best` hold every sample's best point.
+  """
+  batch = x.shape[0]
+
+  def body(state: _State) -> _State:
+    live, index = work_queue.held(state.queue)
+    iteration = state.queue.steps
+    x_new = jax.vmap(lambda *a: _propose(search, *a))(
+      sample_keys[index], iteration, x[index], state.x_best[index]
+    )
+    margin = _margin_to_minimise(apply_fn(params, x_new), y[index], search.targeted)
+    accept = live & ((margin < state.margin_best[index]) | (margin <= 0))
+    write = jnp.where(accept, index, batch)  # out of range: dropped
+    x_best = state.x_best.at[write].set(x_new, mode='drop')
+    margin_best = state.margin_best.at[write].set(margin, mode='drop')
+    done = live & ((margin_best[index] <= 0) | (iteration + 1 >= search.n_queries))
+    return _State(work_queue.refill(state.queue, done), x_best, margin_best)
+
+  return jax.lax.while_loop(lambda state: work_queue.busy(state.queue), body, init)
 
 
 def square_masked(
@@ -86,13 +168,26 @@ def square_masked(
   clip_max: float,
   slots: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """Square attack on the points where `active` [B]; returns `(x_adv, still_robust)`.
+  """Square attack on the points where `active`; returns `(x_adv, still_robust)`.
 
   A work queue of `slots` samples in flight (see the module docstring); each sample's
   random draws are keyed by its index and its own iteration, so the result depends on
   `slots` only through float rounding.
+
+  Args:
+    apply_fn, params: the model, `apply_fn(params, x) -> logits [B, K]`.
+    x: [B, H, W, C] float32 clean inputs; y [B] int32 labels (targets when `targeted`).
+    key: the batch's PRNG key.
+    active: bool [B], the points to attack.
+    eps, n_queries, p_init, rescale_schedule, targeted, clip_min, clip_max, slots: as in
+      `make_square`.
+
+  Returns:
+    `(x_adv, still_robust)`: x_adv [B, H, W, C], the fooling point where found, else x;
+    still_robust bool [B], active points the search did not fool.
   """
-  batch, height, width, channels = x.shape
+  search = _Search(eps, p_init, n_queries, rescale_schedule, targeted, clip_min, clip_max)
+  batch, _, width, channels = x.shape
   in_flight = min(default_slots(batch) if slots is None else slots, batch)
   key_init, key_loop = jax.random.split(key)
   stripes = jnp.sign(jax.random.uniform(key_init, (batch, 1, width, channels), minval=-1.0))
@@ -101,61 +196,13 @@ def square_masked(
   active = active & (_margin_to_minimise(apply_fn(params, x), y, targeted) > 0)
   margin_start = _margin_to_minimise(apply_fn(params, x_start), y, targeted)
   searching = active & (margin_start > 0)
-  queue = jnp.argsort(~searching, stable=True)  # searching samples first, in index order
-  queue_length = jnp.sum(searching)
+  order = jnp.argsort(~searching, stable=True)  # searching samples first, in index order
+  queued = jnp.sum(searching) if n_queries > 0 else 0
   sample_keys = jax.vmap(lambda j: jax.random.fold_in(key_loop, j))(jnp.arange(batch))
-  rows = jnp.arange(height)[:, None]
-  cols = jnp.arange(width)[None, :]
-
-  def propose(sample_key, i, x_orig, x_best):
-    """One sample's candidate [H, W, C] at its iteration i."""
-    k_pos, k_sign = jax.random.split(jax.random.fold_in(sample_key, i))
-    p = p_selection(i, p_init, n_queries, rescale_schedule)
-    side = jnp.maximum(jnp.round(jnp.sqrt(p * height * width)), 1.0).astype(jnp.int32)
-    u = jax.random.uniform(k_pos, (2,))
-    top = jnp.floor(u[0] * (height - side)).astype(jnp.int32)
-    left = jnp.floor(u[1] * (width - side)).astype(jnp.int32)
-    window = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
-    signs = jnp.sign(jax.random.uniform(k_sign, (1, 1, channels), minval=-1.0))
-    x_new = x_best + jnp.where(window[:, :, None], 2.0 * eps * signs, 0.0)
-    return jnp.clip(jnp.clip(x_new, x_orig - eps, x_orig + eps), clip_min, clip_max)
-
-  def load(state, free):
-    """Loads the next queued samples into the `free` slots [S]; others keep theirs."""
-    taken, slot_index, slot_iter, x_best, margin_best = state
-    rank = jnp.cumsum(free) - 1
-    position = taken + rank
-    fresh = free & (position < queue_length)
-    index = jnp.where(fresh, queue[jnp.minimum(position, batch - 1)], -1)
-    slot_index = jnp.where(free, index, slot_index)
-    slot_iter = jnp.where(free, 0, slot_iter)
-    taken = taken + jnp.sum(fresh)
-    return taken, slot_index, slot_iter, x_best, margin_best
-
-  def cond(state):
-    return jnp.any(state[1] >= 0)
-
-  def body(state):
-    taken, slot_index, slot_iter, x_best, margin_best = state
-    live = slot_index >= 0
-    index = jnp.maximum(slot_index, 0)
-    x_slot, best_slot = x[index], x_best[index]
-    x_new = jax.vmap(propose)(sample_keys[index], slot_iter, x_slot, best_slot)
-    margin = _margin_to_minimise(apply_fn(params, x_new), y[index], targeted)
-    accept = live & ((margin < margin_best[index]) | (margin <= 0))
-    write = jnp.where(accept, index, batch)  # out of range: dropped
-    x_best = x_best.at[write].set(x_new, mode='drop')
-    margin_best = margin_best.at[write].set(margin, mode='drop')
-    slot_iter = slot_iter + 1
-    done = live & ((margin_best[index] <= 0) | (slot_iter >= n_queries))
-    return load((taken, slot_index, slot_iter, x_best, margin_best), done)
-
-  empty = jnp.full((in_flight,), -1, jnp.int32)
-  state = (jnp.int32(0), empty, jnp.zeros((in_flight,), jnp.int32), x_start, margin_start)
-  state = load(state, jnp.full((in_flight,), n_queries > 0))
-  _, _, _, x_best, margin_best = jax.lax.while_loop(cond, body, state)
-  fooled = active & (margin_best <= 0)
-  return jnp.where(fooled[:, None, None, None], x_best, x), active & ~fooled
+  init = _State(work_queue.start(in_flight, order, queued), x_start, margin_start)
+  final = _search_loop(apply_fn, params, x, y, sample_keys, init, search)
+  fooled = active & (final.margin_best <= 0)
+  return jnp.where(fooled[:, None, None, None], final.x_best, x), active & ~fooled
 
 
 def make_square(
@@ -195,6 +242,7 @@ def make_square(
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
+    check_batch(x, y)
     x_adv, _ = square_masked(
       apply_fn,
       params,

@@ -172,6 +172,80 @@ def _global_batch(batch: np.ndarray, batch_sharding) -> jax.Array:
   return jax.make_array_from_process_local_data(batch_sharding, local, batch.shape)
 
 
+def _checked_inputs(
+  images: np.ndarray, labels: np.ndarray, targets: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """`(images float32 [N, H, W, C], labels int32 [N], attack labels int32 [N])`.
+
+  The attack labels are the targets, or the labels when `targets` is None.
+
+  Raises:
+    ValueError: no examples, labels or targets not [N], or non-finite images.
+  """
+  images = np.asarray(images, np.float32)
+  labels = np.asarray(labels, np.int32)
+  num_examples = images.shape[0]
+  if labels.shape != (num_examples,):
+    raise ValueError(f'labels must have shape [{num_examples}], found {labels.shape}')
+  if num_examples == 0:
+    raise ValueError('no examples to attack')
+  if not np.all(np.isfinite(images)):
+    raise ValueError('images hold NaN or infinite values')
+  attack_labels = labels if targets is None else np.asarray(targets, np.int32)
+  if attack_labels.shape != (num_examples,):
+    raise ValueError(f'targets must have shape [{num_examples}], found {attack_labels.shape}')
+  return images, labels, attack_labels
+
+
+def _compile(program: Callable, params: Any, image_shape, batch_size: int, key, batch_sharding):
+  """Compiles `program` ahead of time for one batch; returns `(compiled, compile_seconds)`."""
+  start = time.perf_counter()
+  compiled = program.lower(
+    params,
+    jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
+    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+    jax.random.key_data(key),
+  ).compile()
+  return compiled, time.perf_counter() - start
+
+
+def _run_batch(compiled, params, host_batch, key_data, mesh: Mesh | None, batch_sharding):
+  """Runs one padded batch `(x, y, y_attack)` to `block_until_ready` (the timed part).
+
+  Returns:
+    The program's outputs, gathered from every process.
+  """
+  if mesh is not None:
+    host_batch = [_global_batch(a, batch_sharding) for a in host_batch]
+    key_data = sharding.global_array(key_data, sharding.replicated(mesh))
+  result = jax.block_until_ready(compiled(params, *host_batch, key_data))
+  if jax.process_count() > 1:
+    result = multihost_utils.process_allgather(result, tiled=True)
+  return result
+
+
+def _attack_run(
+  outputs: list, num_examples: int, batch_seconds, compile_seconds: float, targeted: bool
+) -> AttackRun:
+  """The `AttackRun` from every batch's program outputs (padding rows dropped)."""
+  columns = [np.concatenate(parts)[:num_examples] for parts in zip(*outputs, strict=False)]
+  clean_correct, adv_correct, adv_pred, adv_gap, label_in_top2, success, linf, l2 = columns
+  return AttackRun(
+    clean_correct=clean_correct,
+    adv_correct=adv_correct,
+    adv_pred=adv_pred,
+    adv_gap=adv_gap,
+    label_in_top2=label_in_top2,
+    success=success,
+    linf=linf,
+    l2=l2,
+    batch_seconds=batch_seconds,
+    compile_seconds=compile_seconds,
+    targeted=targeted,
+  )
+
+
 def run_attack(
   attack: Callable[..., jax.Array],
   apply_fn: Callable[[Any, jax.Array], jax.Array],
@@ -205,19 +279,8 @@ def run_attack(
   Returns:
     An `AttackRun` over the N examples.
   """
-  images = np.asarray(images, np.float32)
-  labels = np.asarray(labels, np.int32)
+  images, labels, attack_labels = _checked_inputs(images, labels, targets)
   num_examples = images.shape[0]
-  if labels.shape != (num_examples,):
-    raise ValueError(f'labels must have shape [{num_examples}], found {labels.shape}')
-  if num_examples == 0:
-    raise ValueError('no examples to attack')
-  if not np.all(np.isfinite(images)):
-    raise ValueError('images hold NaN or infinite values')
-  targeted = targets is not None
-  attack_labels = labels if targets is None else np.asarray(targets, np.int32)
-  if attack_labels.shape != (num_examples,):
-    raise ValueError(f'targets must have shape [{num_examples}], found {attack_labels.shape}')
   batch_size = min(batch_size, num_examples)
   num_batches = -(-num_examples // batch_size)
 
@@ -229,54 +292,26 @@ def run_attack(
       lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params
     )
 
+  targeted = targets is not None
   program = jax.jit(_batch_program(attack, apply_fn, targeted))
-  start = time.perf_counter()
-  compiled = program.lower(
-    params,
-    jax.ShapeDtypeStruct((batch_size, *images.shape[1:]), jnp.float32, sharding=batch_sharding),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-    jax.random.key_data(key),
-  ).compile()
-  compile_seconds = time.perf_counter() - start
+  compiled, compile_seconds = _compile(
+    program, params, images.shape[1:], batch_size, key, batch_sharding
+  )
 
   outputs = []
   batch_seconds = np.zeros(num_batches)
   for index in range(num_batches):
     rows = slice(index * batch_size, (index + 1) * batch_size)
-    x = _pad_to(images[rows], batch_size)
-    y = _pad_to(labels[rows], batch_size)
-    y_attack = _pad_to(attack_labels[rows], batch_size)
+    host_batch = [_pad_to(a[rows], batch_size) for a in (images, labels, attack_labels)]
     start = time.perf_counter()
-    if mesh is not None:
-      x, y, y_attack = (_global_batch(a, batch_sharding) for a in (x, y, y_attack))
     key_data = jax.random.key_data(jax.random.fold_in(key, index))
-    if mesh is not None:
-      key_data = sharding.global_array(key_data, sharding.replicated(mesh))
-    result = compiled(params, x, y, y_attack, key_data)
-    result = jax.block_until_ready(result)
-    if jax.process_count() > 1:
-      result = multihost_utils.process_allgather(result, tiled=True)
+    result = _run_batch(compiled, params, host_batch, key_data, mesh, batch_sharding)
     batch_seconds[index] = time.perf_counter() - start
     outputs.append([np.asarray(r) for r in result])
     if on_batch is not None:
       on_batch(index, num_batches, batch_seconds[index])
 
-  columns = [np.concatenate(parts)[:num_examples] for parts in zip(*outputs, strict=False)]
-  clean_correct, adv_correct, adv_pred, adv_gap, label_in_top2, success, linf, l2 = columns
-  return AttackRun(
-    clean_correct=clean_correct,
-    adv_correct=adv_correct,
-    adv_pred=adv_pred,
-    adv_gap=adv_gap,
-    label_in_top2=label_in_top2,
-    success=success,
-    linf=linf,
-    l2=l2,
-    batch_seconds=batch_seconds,
-    compile_seconds=compile_seconds,
-    targeted=targeted,
-  )
+  return _attack_run(outputs, num_examples, batch_seconds, compile_seconds, targeted)
 
 
 def identity_attack(apply_fn, params, x, y, key):

@@ -78,6 +78,6 @@ def evaluate_seeds(
   num_seeds = jax.tree.leaves(stacked_params)[0].shape[0]
   evaluate = make_evaluate_fn(apply_fn, max(1, batch_size // num_seeds))
   # Scored on one device: scoring is cheap, and XLA:CPU's partitioning of this scan over
-  # seed-sharded parameters was measured to take 24 GiB for 8 seeds.
+  # seed-sharded parameters takes far more memory (bench/RESULTS.md, Scheduling defaults).
   stacked_params = jax.device_get(stacked_params)
   return np.asarray(evaluate(stacked_params, jnp.asarray(images, jnp.float32), jnp.asarray(labels)))

@@ -38,10 +38,10 @@ from beard_jax.train.trainer import (
 )
 
 # Chunks last about this long: a progress line per chunk stays within ~30 s, and the
-# cost of a chunk boundary stays under 2 %. That cost is mostly not the host's turn
-# (a dispatch and a [N, E] loss read, ~20 ms) but XLA:CPU's fresh temporary buffer for
-# every program run, which the kernel zero-fills page by page (measured on 2 cores:
-# ~0.15 s per chunk at IPC 10, ~0.45 s at IPC 50: 5 s chunks would cost 3-9 %).
+# cost of a chunk boundary stays small. That cost is mostly not the host's turn (a
+# dispatch and a loss read) but XLA:CPU's fresh temporary buffer for every program
+# run, which the kernel zero-fills page by page (`bench/RESULTS.md`, "Scheduling
+# defaults": shorter chunks cost several per cent).
 CHUNK_SECONDS = 25.0
 
 

@@ -316,8 +316,7 @@ def _over_seeds(fn: Callable, seed_axis: str) -> Callable:
   `vmap` batches the seeds (every conv becomes a grouped conv with one group per
   seed: fast on GPU/TPU); `map` runs them one after the other in the same program
   (`lax.map`), which XLA:CPU runs faster, since its grouped convolutions are slow
-  (measured: 5 vmapped seeds 9.9 s/epoch against 0.28 s/epoch for one seed, IPC 10,
-  2-core CPU). Both give the same numbers.
+  (`bench/RESULTS.md`). Both give the same numbers.
   """
   if seed_axis == 'vmap':
     return lambda per_seed, *shared: jax.vmap(lambda one: fn(one, *shared))(per_seed)

@@ -7,6 +7,7 @@ keep the run short; the full settings are exercised by tests/parity.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -103,7 +104,9 @@ def test_ball_box_and_eps_zero(name, small_net, small_batch):
   x, y = small_batch
   eps = 4 / 255
   x_adv = np.asarray(_run(name, apply_fn, params, x, y, eps=eps))
-  assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+  chex.assert_shape(x_adv, x.shape)
+  chex.assert_type(x_adv, np.float32)
+  chex.assert_tree_all_finite(x_adv)
   assert np.max(np.abs(x_adv - np.asarray(x))) <= eps + 1e-6
   assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
   np.testing.assert_array_equal(_run(name, apply_fn, params, x, y, eps=0.0), x)

@@ -7,6 +7,7 @@ serves the ones about strength (PGD ≥ FGSM, targeted hits, fooling rates).
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,8 +48,9 @@ def test_box_and_ball(name, targeted, small_model, cifar_images):
   if targeted:
     y = targets.next_class(y, 10)
   x_adv = np.asarray(_run(name, apply_fn, params, x, y, targeted=targeted))
-  assert x_adv.shape == x.shape and x_adv.dtype == np.float32
-  assert np.all(np.isfinite(x_adv))
+  chex.assert_shape(x_adv, x.shape)
+  chex.assert_type(x_adv, np.float32)
+  chex.assert_tree_all_finite(x_adv)
   assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
   if name in ('fgsm', 'pgd'):
     assert float(linf_norm(x_adv - x).max()) <= FAST[name]['eps'] + 1e-6
