@@ -94,10 +94,14 @@ def test_registered():
     attacks.get_attack('autoattack', variant='nope')
 
 
+_SLOW_BALL = ('autoattack', 'apgd_dlr', 'apgd_t')
+
+
 @pytest.mark.parametrize(
   'name',
-  # AutoAttack's ball and box are also checked, fast, in the worst-case test below.
-  [n if n != 'autoattack' else pytest.param(n, marks=pytest.mark.slow) for n in FAMILY],
+  # The slow ones' ball and box are also checked, with short runs, for every path the
+  # planner emits (tests/benchmark/test_plan.py); eps = 0 is the same code path.
+  [n if n not in _SLOW_BALL else pytest.param(n, marks=pytest.mark.slow) for n in FAMILY],
 )
 def test_ball_box_and_eps_zero(name, small_net, small_batch):
   apply_fn, params = small_net
@@ -174,6 +178,7 @@ def test_apgd_at_least_as_strong_as_fgsm(beard_net, images):
   assert robust_apgd < _robust(apply_fn, params, x, y).sum()
 
 
+@pytest.mark.slow  # AutoAttack's outcome: the torchattacks parity test; ball and box: test_plan.
 def test_autoattack_is_the_per_sample_worst_case(small_net, small_batch):
   apply_fn, params = small_net
   x, y = small_batch
@@ -250,7 +255,7 @@ def test_compiles_once_per_shape(small_net, images):
   assert len(traces) == first
 
 
-@pytest.mark.parametrize('name', ['apgd_ce', 'square'])
+@pytest.mark.parametrize('name', ['apgd_ce', pytest.param('square', marks=pytest.mark.slow)])
 def test_vmap_over_params_equals_loop(name, small_batch):
   model = ConvNet(10, width=16)
   apply_fn = make_apply_fn(model, SPEC, 'pixels')
@@ -274,6 +279,7 @@ def test_same_key_same_output_other_key_differs(small_net, small_batch):
   assert not np.array_equal(np.asarray(a), np.asarray(c))
 
 
+@pytest.mark.slow  # Also, fast and with and without jit: test_work_queue.py.
 def test_square_result_does_not_depend_on_slots(beard_net, images):
   """The work queue changes only the schedule: 1, 5 or all 32 samples in flight agree.
 

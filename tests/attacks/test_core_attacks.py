@@ -216,7 +216,8 @@ def test_vmap_over_seeds_equals_loop(name, cifar_images):
     assert close.mean() >= 0.999, (name, s, close.mean())
 
 
-@pytest.mark.parametrize('targeted', [False, True])
+# Targeted: the same queue (test_work_queue checks slot independence in both modes, fast).
+@pytest.mark.parametrize('targeted', [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_deepfool_work_queue_equals_lock_step(beard_model, cifar_images, targeted):
   """`slots` only schedules the samples: the queue gives each sample its lock-step image."""
   apply_fn, params = beard_model

@@ -29,7 +29,7 @@ def _launch(tmp_path, *flags):
     '--distill_iterations=2',
     '--distill_batch_real=4',
     '--seeds=1',
-    '--epochs=2',
+    '--epochs=1',
     '--num_examples=8',
     '--attacks=fgsm',
     '--modes=untargeted',

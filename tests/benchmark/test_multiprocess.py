@@ -102,6 +102,7 @@ def test_launch_on_two_processes_equals_one(beard_data_dir, tmp_path):
   assert (tmp_path / 'two' / 'report.md').exists()
 
 
+@pytest.mark.slow  # Seed sharding: tests/train/test_sharded_training.py (8 devices, in-process).
 def test_seeds_sharded_over_two_processes_equal_one(tmp_path):
   subprocess.run(
     [sys.executable, '-c', _TRAIN_SCRIPT, str(tmp_path / 'one.npz'), '', '1', '0'],
