@@ -27,6 +27,7 @@ the rows that need it; same result); only L∞ is implemented.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +110,20 @@ def _bcast(v: jax.Array, x: jax.Array) -> jax.Array:
   return v.reshape(v.shape + (1,) * (x.ndim - v.ndim))
 
 
+class _FabState(NamedTuple):
+  """The loop state of one FAB run.
+
+  Attributes:
+    iterate: [B, H, W, C], the current point.
+    best: [B, H, W, C], the closest adversarial point so far (x where none).
+    best_dist: [B], its L∞ distance to x (1e10 where none).
+  """
+
+  iterate: jax.Array
+  best: jax.Array
+  best_dist: jax.Array
+
+
 def fab_targeted_run(
   apply_fn,
   params,
@@ -155,8 +170,8 @@ def fab_targeted_run(
 
   gap_grad = jax.grad(logit_gap, has_aux=True)
 
-  def body(_, carry):
-    x1, adv, dist = carry
+  def body(_, state: _FabState) -> _FabState:
+    x1, adv, dist = state
     grad, gap = gap_grad(x1)
     w = grad.reshape(batch, -1) * scale
     u1 = ((x1 - clip_min) / scale).reshape(batch, -1)
@@ -176,10 +191,11 @@ def fab_targeted_run(
     adv = jnp.where(_bcast(closer, x), x_new, adv)
     dist = jnp.where(closer, t, dist)
     x_new = jnp.where(_bcast(is_adv, x), x + (x_new - x) * beta, x_new)
-    return x_new, adv, dist
+    return _FabState(x_new, adv, dist)
 
-  init = (x_start, x, jnp.full((batch,), 1e10, jnp.float32))
-  _, adv, dist = jax.lax.fori_loop(0, steps, body, init)
+  init = _FabState(x_start, x, jnp.full((batch,), 1e10, jnp.float32))
+  final = jax.lax.fori_loop(0, steps, body, init)
+  adv, dist = final.best, final.best_dist
   return adv, dist
 
 

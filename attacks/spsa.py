@@ -18,11 +18,21 @@ as in the paper. Its defaults (eps 0.3, one iteration) are MNIST-style; ours are
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from attacks import losses
 from attacks.base import Attack
+
+
+class _AdamState(NamedTuple):
+  """SPSA's loop state: the perturbation and Adam's moments, each [B, H, W, C]."""
+
+  delta: jax.Array
+  first_moment: jax.Array
+  second_moment: jax.Array
 
 
 def make_spsa(
@@ -81,8 +91,8 @@ def make_spsa(
 
       return jax.lax.fori_loop(0, n_chunks, one_chunk, jnp.zeros_like(x)) / nb_sample
 
-    def step(i, carry):
-      dx, m, v = carry
+    def step(i, state: _AdamState) -> _AdamState:
+      dx, m, v = state
       g = grad_estimate(x + dx, jax.random.fold_in(key, i))
       m = b1 * m + (1 - b1) * g
       v = b2 * v + (1 - b2) * g * g
@@ -90,10 +100,10 @@ def make_spsa(
       m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
       dx = dx - lr * m_hat / (jnp.sqrt(v_hat) + adam_eps)
       dx = jnp.clip(x + jnp.clip(dx, -eps, eps), clip_min, clip_max) - x
-      return dx, m, v
+      return _AdamState(dx, m, v)
 
     zeros = jnp.zeros_like(x)
-    dx, _, _ = jax.lax.fori_loop(0, steps, step, (zeros, zeros, zeros))
+    dx = jax.lax.fori_loop(0, steps, step, _AdamState(zeros, zeros, zeros)).delta
     # Re-project: x + dx can leave the ball or box by a rounding error.
     return jnp.clip(jnp.clip(x + dx, x - eps, x + eps), clip_min, clip_max)
 
