@@ -44,7 +44,7 @@ from beard_jax.benchmark.plan import (
 )
 from beard_jax.benchmark.progress import CellProgress, RunProgress
 from beard_jax.benchmark.report import summary_text, write_outputs
-from beard_jax.benchmark.train_pool import train_model_pool
+from beard_jax.benchmark.train_pool import train_model_pool, training_sets
 from beard_jax.data.download import download
 from beard_jax.data.real import load_real_dataset
 from beard_jax.errors import ConfigError, IncompleteSweepError
@@ -278,6 +278,7 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     set_paths = distilled_sets(plan)
     if not set_paths and FULL_SIZE.upper() not in plan.methods:
       raise ConfigError(_no_models_message(plan))
+    sets = training_sets(config, spec, set_paths)  # Bad set files stop here, before config.json.
   # Multi-process: every process reads the workdir before any writes (the first cell is a
   # collective), then only the primary process writes and holds the lock.
   lock = workdir_lock(config.workdir, plan.results_file) if primary else contextlib.nullcontext()
@@ -286,7 +287,7 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if config.model_pool:
       cells = plan_cells(entries, plan)[config.task_index :: config.num_tasks]
     else:
-      cells = plan_cells(train_model_pool(config, spec, images, labels, set_paths), plan)
+      cells = plan_cells(train_model_pool(config, spec, images, labels, sets), plan)
     if not cells:
       raise ConfigError(_no_models_message(plan))
     mesh = sharding.make_mesh(sharding.BATCH_AXIS) if jax.device_count() > 1 else None

@@ -22,6 +22,7 @@ from absl import logging
 
 import attacks as attack_library
 from beard_jax import protocols, provenance, sharding
+from beard_jax.benchmark.plan import FULL_SIZE, split_list
 from beard_jax.benchmark.progress import TrainingProgress
 from beard_jax.data.dataset_pool import load_distilled_set
 from beard_jax.data.real import load_real_dataset
@@ -34,8 +35,6 @@ from beard_jax.train.evaluation import evaluate_seeds
 from beard_jax.train.loop import train_seeds
 from beard_jax.train.recipes import TrainRecipe, get_recipe
 from beard_jax.train.trainer import Attack
-
-FULL_SIZE = 'full'
 
 
 def _recipe(config):
@@ -59,7 +58,7 @@ def _adversarial_attack(config):
   return attack_library.get_attack(config.train_attack, **hparams), 'adversarial'
 
 
-class _TrainingSet(NamedTuple):
+class TrainingSet(NamedTuple):
   """One method's training set."""
 
   images: np.ndarray  # [N, H, W, C] float32 at pixel scale
@@ -69,7 +68,7 @@ class _TrainingSet(NamedTuple):
   sha256: str  # content hash of images and labels: models are bound to it
 
 
-def _training_sets(config, spec: DatasetSpec, set_paths: dict) -> dict[str, _TrainingSet]:
+def training_sets(config, spec: DatasetSpec, set_paths: dict) -> dict[str, TrainingSet]:
   """{method: its training set} for the run's methods (this task's share in sweep mode).
 
   Args:
@@ -77,20 +76,20 @@ def _training_sets(config, spec: DatasetSpec, set_paths: dict) -> dict[str, _Tra
     spec: the dataset.
     set_paths: {method: path} of the distilled sets (`distill_pool.distilled_sets`).
   """
-  wanted = {m.strip().upper() for m in config.methods.split(',') if m.strip()}
+  wanted = {m.upper() for m in split_list(config.methods)}
   sets = {}
   for method, path in set_paths.items():
     if wanted and method.upper() not in wanted and not config.distilled_set:
       continue
     distilled = load_distilled_set(path, spec.name, method=method, experiment=config.experiment)
     digest = provenance.arrays_sha256(distilled.images, distilled.labels)
-    sets[method] = _TrainingSet(
+    sets[method] = TrainingSet(
       distilled.images, distilled.labels, str(distilled.source), distilled.ipc, digest
     )
   if FULL_SIZE.upper() in wanted:
     real = load_real_dataset(spec.name, 'train', data_dir=config.data_dir or None)
     labels = np.asarray(real.labels)
-    sets[FULL_SIZE] = _TrainingSet(
+    sets[FULL_SIZE] = TrainingSet(
       real.images.astype(np.float32) / 255.0,
       labels,
       'real train split',
@@ -207,7 +206,7 @@ def train_model_pool(
   spec: DatasetSpec,
   test_images: np.ndarray,
   test_labels: np.ndarray,
-  set_paths: dict,
+  sets: dict[str, TrainingSet],
 ) -> list[ModelEntry]:
   """Trains (or finds already trained) every model of the run; returns their entries.
 
@@ -216,7 +215,8 @@ def train_model_pool(
     spec: the dataset.
     test_images: uint8 [M, H, W, C] test images, to record each model's clean accuracy.
     test_labels: int [M].
-    set_paths: {method: path} of the distilled sets to train on.
+    sets: {method: its training set} (`training_sets`, loaded and checked before the
+      workdir is touched).
 
   Raises:
     FloatingPointError: a seed's training loss or parameters became NaN/inf.
@@ -235,9 +235,7 @@ def train_model_pool(
   )
   model_dir = os.path.join(config.workdir, 'models')
   entries = []
-  for method, (images, labels, source, ipc, sha256) in sorted(
-    _training_sets(config, spec, set_paths).items()
-  ):
+  for method, (images, labels, source, ipc, sha256) in sorted(sets.items()):
     stems = [
       os.path.join(model_dir, f'{method}_{spec.name}_ipc{ipc}_{training}_seed{s}')
       for s in run.seeds

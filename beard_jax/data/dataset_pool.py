@@ -42,6 +42,7 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import zipfile
 from typing import NamedTuple
 
 import numpy as np
@@ -118,6 +119,20 @@ def _read_pt_pair(path: pathlib.Path, experiment: int) -> tuple[np.ndarray, np.n
   if not isinstance(pair, list | tuple) or len(pair) != 2:
     raise ValueError(f'{path}: data[{experiment}] should be an [images, labels] pair')
   return pair[0], pair[1], f'{path}#{experiment}'
+
+
+def _read_npz_pair(path: pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
+  """The `images` and `labels` arrays of an `.npz` (no pickled objects); errors name the file."""
+  try:
+    with np.load(path, allow_pickle=False) as archive:
+      files = list(archive.files)
+      arrays = {k: archive[k] for k in ('images', 'labels') if k in files}
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    raise ValueError(f'{path}: not a plain .npz of images and labels ({e})') from None
+  missing = [k for k in ('images', 'labels') if k not in arrays]
+  if missing:
+    raise ValueError(f'{path}: missing arrays {missing}; found {files}')
+  return arrays['images'], arrays['labels']
 
 
 def _check_finite(images: np.ndarray, labels: np.ndarray, source: str) -> None:
@@ -284,11 +299,7 @@ def load_distilled_set(
   if path.suffix == '.npz':
     if experiment != 0:
       raise ValueError(f'{path}: an .npz holds one experiment (index 0), not {experiment}')
-    with np.load(path, allow_pickle=False) as archive:
-      missing = [k for k in ('images', 'labels') if k not in archive.files]
-      if missing:
-        raise ValueError(f'{path}: missing arrays {missing}; found {archive.files}')
-      images, labels = archive['images'], archive['labels']
+    images, labels = _read_npz_pair(path)
     source, layout = str(path), 'NHWC'
   else:
     images, labels, source = _read_pt_pair(path, experiment)

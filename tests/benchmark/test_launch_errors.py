@@ -75,3 +75,16 @@ def test_a_changed_model_file_is_refused_not_reused(beard_data_dir, tmp_path):
   _assert_one_line_error(
     _launch(launch_command(pool, beard_data_dir, workdir)), 'was computed from another model'
   )
+
+
+def test_an_unreadable_set_file_is_one_line_naming_it_and_leaves_no_config(
+  beard_data_dir, tmp_path
+):
+  bad = tmp_path / 'my_set.npz'
+  bad.write_text('not an archive')
+  workdir = tmp_path / 'w'
+  command = launch_command(tmp_path, beard_data_dir, workdir)
+  command = [c for c in command if not c.startswith('--model_pool')]
+  result = _launch([*command, f'--distilled_set={bad}'])
+  _assert_one_line_error(result, f'{bad}: not a plain .npz of images and labels')
+  assert not (workdir / 'config.json').exists()
