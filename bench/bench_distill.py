@@ -19,7 +19,10 @@ embeddings, and one SGD step (lr 1, momentum 0.5) on the synthetic images.
 
 Reported: iterations/s of each side (median over `--repeats` alternating rounds
 of `--iterations`), real images embedded per second (= it/s · K · batch_real),
-ours/theirs, and our compile seconds (never counted). torch runs with
+ours/theirs, and our compile seconds (never counted). The roofline: the FLOPs of one
+iteration (XLA's cost analysis of one `dm.step` with all classes vmapped, so no loop
+hides a body), each side's achieved GFLOP/s, and the best this CPU does on a 2048²
+float32 matmul in either framework: the ceiling any DM implementation could reach. torch runs with
 `OMP_WAIT_POLICY=PASSIVE` unless set otherwise (see below).
 
   BEARD_DATA_DIR=../shared/data .venv/bin/python bench/bench_distill.py \\
@@ -84,6 +87,36 @@ def make_ours(images, labels, class_chunk: int):
     return time.perf_counter() - start
 
   return run, compile_seconds
+
+
+def iteration_gflop(images, labels) -> float:
+  """GFLOPs of one DM iteration (the same algorithm, hence the same work, on both sides)."""
+  spec = get_dataset_spec('cifar10')
+  data = real_data.index_by_class(images, labels, spec.num_classes)
+  config = dm.DMConfig(batch_real=FLAGS.batch_real, class_chunk=spec.num_classes)
+  state = dm.init_state(jax.random.key(0), data, spec, FLAGS.ipc, config)
+  step = jax.jit(dm.step, static_argnames=('spec', 'config'))
+  cost = step.lower(state, data, spec, config).compile().cost_analysis()
+  return (cost[0] if isinstance(cost, list) else cost)['flops'] / 1e9
+
+
+def matmul_peak_gflops(side: str, n: int = 2048, repeats: int = 5) -> float:
+  """GFLOP/s of a float32 [n, n] @ [n, n] matmul on `side` (`jax` or `torch`), median."""
+  if side == 'jax':
+    a = jax.numpy.ones((n, n), jax.numpy.float32)
+    matmul = jax.jit(lambda a: a @ a)
+    run = lambda: matmul(a).block_until_ready()  # noqa: E731
+  else:
+    torch = common.import_torch()
+    a = torch.ones(n, n)
+    run = lambda: a @ a  # noqa: E731
+  run()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    run()
+    times.append(time.perf_counter() - start)
+  return 2 * n**3 / statistics.median(times) / 1e9
 
 
 def _torch_siamese(torch, x, op: str, draw: dict):
@@ -197,14 +230,29 @@ def main(argv):
     f'DM CIFAR-10, IPC {FLAGS.ipc}, batch_real {FLAGS.batch_real}, {FLAGS.iterations} iterations '
     f'x {FLAGS.repeats} rounds, backend {jax.default_backend()}'
   )
-  print(f'{"side":28s} {"it/s":>8s} {"real img/s":>11s} {"vs torch":>9s} {"compile s":>10s}')
+  gflop = iteration_gflop(images, labels)
+  peaks = {
+    side: matmul_peak_gflops(side) for side in ('jax', 'torch') if side != 'torch' or FLAGS.torch
+  }
+  peak = max(peaks.values())
+  print(
+    f'{"side":28s} {"it/s":>8s} {"real img/s":>11s} {"vs torch":>9s} {"compile s":>10s} '
+    f'{"GFLOP/s":>8s} {"% peak":>7s}'
+  )
   rates = {name: FLAGS.iterations / statistics.median(times) for name, times in seconds.items()}
   for name, rate in rates.items():
     ratio = f'{rate / rates["torch"]:.2f}x' if 'torch' in rates else '-'
     compile_text = f'{compile_seconds[name]:.1f}' if name in compile_seconds else '-'
     print(
-      f'{name:28s} {rate:8.3f} {rate * real_per_iteration:11.0f} {ratio:>9s} {compile_text:>10s}'
+      f'{name:28s} {rate:8.3f} {rate * real_per_iteration:11.0f} {ratio:>9s} {compile_text:>10s} '
+      f'{rate * gflop:8.1f} {100 * rate * gflop / peak:7.0f}'
     )
+  print(
+    f'one iteration: {gflop:.1f} GFLOP; float32 matmul peak: '
+    + ', '.join(f'{side} {value:.0f} GFLOP/s' for side, value in peaks.items())
+  )
+  if 'torch' in rates:
+    print(f'ceiling at the peak: {peak / (rates["torch"] * gflop):.2f}x torch')
 
 
 if __name__ == '__main__':

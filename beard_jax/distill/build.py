@@ -193,6 +193,7 @@ def build_distilled_set(
   hparams: dict[str, Any] | None = None,
   checkpoint_every: int = 500,
   progress: resumable.ProgressFn | None = None,
+  keep_checkpoint: bool = False,
 ) -> str:
   """Distils (or selects) `ipc` images per class and writes them into the pool at `out_dir`.
 
@@ -211,6 +212,9 @@ def build_distilled_set(
     checkpoint_every: iterations between checkpoints of iterative methods.
     progress: called with a `resumable.Progress` after every chunk of iterations;
       default: absl logging at most every 30 s.
+    keep_checkpoint: keep the final checkpoint, so that a later call with more
+      `iterations` (same everything else) continues from this one and ends where
+      one run of that length ends (accuracy against iterations in one pass).
 
   Returns:
     The path of the `.pt` set (its `.npz` twin and sidecars are written too).
@@ -258,7 +262,7 @@ def build_distilled_set(
     'versions': provenance.library_versions(),
   }
   pool_files.write_pool_files(paths, spec, images, labels, metadata)
-  if paths.checkpoint.exists():
+  if paths.checkpoint.exists() and not keep_checkpoint:
     paths.checkpoint.unlink()
   logging.info('%s: wrote %s (%.1f s)', label, paths.pt, seconds)
   return str(paths.pt)

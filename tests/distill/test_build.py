@@ -122,6 +122,12 @@ def test_same_key_same_bits_and_interrupted_runs_resume_to_them(method, real_sub
   assert not checkpoint.exists()
   other = pathlib.Path(_build(method, real_subset, tmp_path / 'd', key=1))
   assert other.read_bytes() != reference.read_bytes()
+  extended = tmp_path / 'e'
+  _build(method, real_subset, extended, iterations=ITERATIONS[method] - 2, keep_checkpoint=True)
+  reports = []
+  longer = pathlib.Path(_build(method, real_subset, extended, progress=reports.append))
+  assert reports[0].iteration > ITERATIONS[method] - 2
+  assert longer.read_bytes() == reference.read_bytes()
 
 
 def test_a_finished_set_is_not_rebuilt_and_foreign_checkpoints_are_refused(real_subset, tmp_path):
