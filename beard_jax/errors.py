@@ -15,6 +15,10 @@ class ConfigError(UserError, ValueError):
   """A flag or config value that cannot run (unknown name, out of range, missing path)."""
 
 
+class DataMissingError(UserError, FileNotFoundError):
+  """The real dataset is not under `--data_dir`: the message says where it looked."""
+
+
 class WorkdirError(UserError, RuntimeError):
   """The workdir cannot be used as it is (another config, another run, damaged records)."""
 

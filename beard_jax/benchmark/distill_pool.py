@@ -20,10 +20,24 @@ import pathlib
 from absl import logging
 
 from beard_jax import sharding
-from beard_jax.benchmark.plan import RunPlan, split_list
+from beard_jax.benchmark.plan import DATA_DIR_ENV, RunPlan, split_list
 from beard_jax.data.dataset_pool import find_dataset_pool, infer_method
-from beard_jax.data.real import load_real_dataset
+from beard_jax.data.real import ImageSet, load_real_dataset
+from beard_jax.data.specs import DatasetSpec
 from beard_jax.distill import build_distilled_set, get_method, method_config
+from beard_jax.errors import DataMissingError
+
+
+def load_real_split(config, spec: DatasetSpec, split: str) -> ImageSet:
+  """`split` of the run's real dataset; missing data names `--data_dir`, its default and
+  `--download` in its one-line error (`DataMissingError`)."""
+  try:
+    return load_real_dataset(spec.name, split, data_dir=config.data_dir or None)
+  except FileNotFoundError as error:
+    raise DataMissingError(
+      f'{error}; or point --data_dir (default ${DATA_DIR_ENV}) at a folder that has it, or add '
+      '--download to fetch the official archive into --data_dir'
+    ) from error
 
 
 def single_set_method(plan: RunPlan) -> str:
@@ -77,7 +91,7 @@ def distilled_sets(plan: RunPlan) -> dict[str, pathlib.Path]:
   owned = set(names[config.task_index :: config.num_tasks])
   build = [m for m in build if get_method(m).pool_name in owned]
   if build and sharding.is_primary_process():
-    real = load_real_dataset(plan.spec.name, 'train', data_dir=config.data_dir or None)
+    real = load_real_split(config, plan.spec, 'train')
     for method in build:
       logging.info(
         'building %s for %s IPC %d from %d real images into %s',

@@ -34,7 +34,7 @@ from absl import logging
 
 import attacks as attack_library
 from beard_jax import protocols, provenance, sharding
-from beard_jax.benchmark.distill_pool import distilled_sets
+from beard_jax.benchmark.distill_pool import distilled_sets, load_real_split
 from beard_jax.benchmark.plan import (
   FULL_SIZE,
   MATMUL_PRECISIONS,
@@ -46,7 +46,6 @@ from beard_jax.benchmark.progress import CellProgress, RunProgress
 from beard_jax.benchmark.report import summary_text, write_outputs
 from beard_jax.benchmark.train_pool import train_model_pool, training_sets
 from beard_jax.data.download import download
-from beard_jax.data.real import load_real_dataset
 from beard_jax.errors import ConfigError, IncompleteSweepError
 from beard_jax.evaluate.results import RESULTS_FILE, ResultStore, cell_key, repair_duplicates
 from beard_jax.evaluate.runner import AttackRun, identity_attack, run_attack
@@ -266,7 +265,7 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if primary:
       download(spec.name, config.data_dir)
     sharding.barrier('dataset downloaded')
-  test_set = load_real_dataset(spec.name, 'test', data_dir=config.data_dir or None)
+  test_set = load_real_split(config, spec, 'test')
   images, labels = test_set.images, np.asarray(test_set.labels, np.int32)
   if config.num_examples:
     images, labels = images[: config.num_examples], labels[: config.num_examples]

@@ -22,10 +22,10 @@ from absl import logging
 
 import attacks as attack_library
 from beard_jax import protocols, provenance, sharding
+from beard_jax.benchmark.distill_pool import load_real_split
 from beard_jax.benchmark.plan import FULL_SIZE, split_list
 from beard_jax.benchmark.progress import TrainingProgress
 from beard_jax.data.dataset_pool import load_distilled_set
-from beard_jax.data.real import load_real_dataset
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.errors import StaleInputError
 from beard_jax.models import checkpoints
@@ -87,7 +87,7 @@ def training_sets(config, spec: DatasetSpec, set_paths: dict) -> dict[str, Train
       distilled.images, distilled.labels, str(distilled.source), distilled.ipc, digest
     )
   if FULL_SIZE.upper() in wanted:
-    real = load_real_dataset(spec.name, 'train', data_dir=config.data_dir or None)
+    real = load_real_split(config, spec, 'train')
     labels = np.asarray(real.labels)
     sets[FULL_SIZE] = TrainingSet(
       real.images.astype(np.float32) / 255.0,

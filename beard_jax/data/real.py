@@ -242,8 +242,8 @@ def load_real_dataset(
     the K class names.
 
   Raises:
-    FileNotFoundError: no source has the data; the message lists every place
-      looked at and how to supply the data.
+    FileNotFoundError: no source has the data; the one-line message lists every
+      place looked at and how to supply the data.
     ValueError: unknown name/split/source, or a file whose shape, dtype or
       labels do not fit the dataset (the message says what was expected).
     beard_jax.io.torch_files.UnsafeFileError: a CIFAR pickle asks to run code.
@@ -272,8 +272,7 @@ def load_real_dataset(
       looked_at.append(f'{source_name}: {e.args[0] if e.args else e}')
       continue
     return _validate(images, labels, class_names, spec, f'{name}/{split} from {source_name}')
-  places = '\n  '.join(looked_at)
   raise FileNotFoundError(
-    f'no {name} {split} data under {root.resolve()}; looked at:\n  {places}\n'
-    f'To supply it: {_HOW_TO_SUPPLY[name]}.'
+    f'no {name} {split} data under {root.resolve()} (looked at {"; ".join(looked_at)}); '
+    f'to supply it: {_HOW_TO_SUPPLY[name]}'
   )

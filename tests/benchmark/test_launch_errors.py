@@ -36,6 +36,8 @@ def _assert_one_line_error(result, message):
     ('--attacks=fgsm,pdg', "unknown --attacks 'pdg'"),
     ('--num_examples=-9990', '--num_examples must be >= 0, got -9990'),
     ('--data_dir=/no/such/dir', '--data_dir=/no/such/dir is not a directory'),
+    ('--data_dir=/', 'no cifar10 test data under / (looked at npz: /cifar10/test.npz'),
+    ('--data_dir=/', 'or add --download to fetch the official archive into --data_dir'),
   ],
 )
 def test_a_bad_flag_is_one_line_and_leaves_no_workdir(model_pool, tmp_path, flag, message):

@@ -201,8 +201,9 @@ def test_missing_dataset_names_every_place(tmp_path):
   with pytest.raises(FileNotFoundError) as error:
     real.load_real_dataset('cifar100', 'test', tmp_path)
   message = str(error.value)
-  for expected in ('npz:', 'cifar100/test.npz', 'cifar-100-python', 'tfds:', 'To supply it'):
+  for expected in ('npz:', 'cifar100/test.npz', 'cifar-100-python', 'tfds:', 'to supply it'):
     assert expected in message
+  assert '\n' not in message
 
 
 @pytest.mark.parametrize(
