@@ -12,6 +12,7 @@ from attacks.registry import (
   get_attack,
   get_spec,
   resolve_hparams,
+  traced_attack_maker,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
   'get_attack',
   'get_spec',
   'resolve_hparams',
+  'traced_attack_maker',
 ]

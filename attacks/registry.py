@@ -20,6 +20,8 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import jax.numpy as jnp
+
 from attacks import deepfool, square
 from attacks.apgd import make_apgd_ce, make_apgd_dlr, make_apgd_t
 from attacks.autoattack import make_autoattack
@@ -44,20 +46,29 @@ class AttackSpec(NamedTuple):
       left None; the resolved value is recorded with the results, since ties can
       depend on it.
     summary: one line for `--help` and errors.
+    traced: hyperparameters the factory accepts as traced JAX scalars (used only in
+      arithmetic and loop bounds), so one compiled program serves every value of a
+      sweep; the others are compiled once per value.
   """
 
   factory: Callable[..., Attack]
   modes: frozenset[str]
   schedule: Mapping[str, Callable[[int], Any]]
   summary: str
+  traced: frozenset[str] = frozenset()
 
 
 _SQUARE_SLOTS = {'slots': square.default_slots}
+_PGD_TRACED = frozenset({'eps', 'step_size', 'steps'})
 
 SPECS: dict[str, AttackSpec] = {
-  'fgsm': AttackSpec(make_fgsm, BOTH_MODES, {}, 'FGSM, one L∞ gradient-sign step'),
-  'pgd': AttackSpec(make_pgd, BOTH_MODES, {}, 'PGD, L∞ projected gradient steps'),
-  'pgd_l2': AttackSpec(make_pgd_l2, BOTH_MODES, {}, 'PGD, L2 projected gradient steps'),
+  'fgsm': AttackSpec(
+    make_fgsm, BOTH_MODES, {}, 'FGSM, one L∞ gradient-sign step', frozenset({'eps'})
+  ),
+  'pgd': AttackSpec(make_pgd, BOTH_MODES, {}, 'PGD, L∞ projected gradient steps', _PGD_TRACED),
+  'pgd_l2': AttackSpec(
+    make_pgd_l2, BOTH_MODES, {}, 'PGD, L2 projected gradient steps', _PGD_TRACED
+  ),
   'cw': AttackSpec(make_cw, BOTH_MODES, {}, 'Carlini-Wagner L2, Adam on tanh space'),
   'deepfool': AttackSpec(
     deepfool.make_deepfool,
@@ -153,3 +164,26 @@ def get_attack(name: str, **hparams: Any) -> Attack:
   """
   check_hparams(name, hparams)
   return SPECS[name].factory(**hparams)
+
+
+def traced_attack_maker(name: str, hparams: Mapping[str, Any], swept: str) -> Callable:
+  """`make_attack(value)`: attack `name` with `hparams`, `swept` set to a traced scalar.
+
+  For one compiled program over every value of a sweep (`evaluate.runner.compile_attack`):
+  `value` arrives as a float32 tracer and is cast to int32 where the hyperparameter is an
+  int (its value in `hparams`, else the factory's default).
+
+  Raises:
+    ValueError: `swept` is not among the attack's `traced` hyperparameters.
+  """
+  traced = get_spec(name).traced
+  if swept not in traced:
+    raise ValueError(f'attack {name!r} cannot take {swept!r} traced; it can: {sorted(traced)}')
+  fixed = hparams.get(swept, inspect.signature(get_spec(name).factory).parameters[swept].default)
+  integer = isinstance(fixed, int) and not isinstance(fixed, bool)
+
+  def make_attack(value):
+    value = jnp.asarray(value)
+    return get_attack(name, **{**hparams, swept: value.astype(jnp.int32) if integer else value})
+
+  return make_attack

@@ -3,10 +3,11 @@
 Everything a run can get wrong from its flags is checked here, in the order a user
 reads the flags, before data is loaded or a model trained: names (dataset, protocol,
 attacks, modes, recipe, metrics), ranges (counts, alpha), that the attack defines
-each requested mode, and that the paths exist. The protocol's defaults (batch size,
-matmul precision) are filled in and each attack's hyperparameters are resolved once,
-scheduling knobs included, so `run.py` only orchestrates and every record names what
-ran. `plan_cells` turns the plan and the pool's models into the run's cells.
+each requested mode, the sweep (`sweep.py`), and that the paths exist. The protocol's
+defaults (batch size, matmul precision) are filled in and each attack's
+hyperparameters are resolved once, scheduling knobs included, so `run.py` only
+orchestrates and every record names what ran. `plan_cells` turns the plan and the
+pool's models into the run's cells.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import ml_collections
 
 import attacks as attack_library
 from beard_jax import distill, protocols
+from beard_jax.benchmark.sweep import Sweep, parse_sweep, swept_attacks
 from beard_jax.data.specs import DATASET_SPECS, DatasetSpec, get_dataset_spec
 from beard_jax.errors import ConfigError
 from beard_jax.evaluate.results import RESULTS_FILE, cell_key
@@ -65,11 +67,15 @@ _MINIMUM = {
 
 
 class Cell(NamedTuple):
-  """One unit of work and of resumption: an attack in one mode on one model."""
+  """One unit of work and of resumption: an attack in one mode on one model.
+
+  `sweep` is '' for the ordinary cell, else the sweep point it runs (`eps=2/255`).
+  """
 
   entry: ModelEntry
   attack: str
   targeted: bool
+  sweep: str = ''
 
   def key(self, protocol: str) -> tuple:
     e = self.entry
@@ -83,6 +89,7 @@ class Cell(NamedTuple):
         training=e.training,
         attack=self.attack,
         targeted=self.targeted,
+        sweep=self.sweep,
       )
     )
 
@@ -105,6 +112,7 @@ class RunPlan:
       every pair the run will execute (pairs the protocol skips are absent).
     methods: upper-case method names to keep (empty: all found).
     results_file: the records file this task appends to.
+    sweeps: (attack, targeted) → its `--sweep` (values typed), for the swept pairs.
   """
 
   config: ml_collections.FrozenConfigDict
@@ -115,6 +123,18 @@ class RunPlan:
   hparams: Mapping[tuple[str, bool], Mapping[str, Any]]
   methods: tuple[str, ...]
   results_file: str
+  sweeps: Mapping[tuple[str, bool], Sweep] = dataclasses.field(default_factory=dict)
+
+  def cell_hparams(self, cell: Cell) -> dict[str, Any]:
+    """The attack factory's keyword arguments for `cell`: the point's value on a sweep cell."""
+    if cell.attack == 'clean':
+      return {}
+    hparams = dict(self.hparams[(cell.attack, cell.targeted)])
+    if cell.sweep:
+      sweep = self.sweeps[(cell.attack, cell.targeted)]
+      (point,) = [p for p in sweep.points if sweep.label(p) == cell.sweep]
+      hparams[sweep.name] = point.value
+    return hparams
 
   def runs(self, attack: str, targeted: bool) -> bool:
     """Whether the plan executes `attack` in that mode ('clean' always runs)."""
@@ -258,6 +278,8 @@ def resolve_plan(config) -> RunPlan:
   _choose('metrics_type', config.metrics_type, formulas.RR_FUNCTIONS)
   _choose('clean_time', config.clean_time, formulas.CLEAN_TIME_RULES)
   modes, names, hparams = _resolve_attacks(config, protocol, config.batch_size)
+  sweep = parse_sweep(config.sweep)
+  sweeps = swept_attacks(sweep, hparams) if sweep else {}
   _check_paths(config)
   _check_distill(config)
   results_file = RESULTS_FILE
@@ -272,15 +294,20 @@ def resolve_plan(config) -> RunPlan:
     hparams=hparams,
     methods=tuple(m.upper() for m in split_list(config.methods)),
     results_file=results_file,
+    sweeps=sweeps,
   )
 
 
 def plan_cells(entries: list[ModelEntry], plan: RunPlan) -> list[Cell]:
-  """Every cell of the run, in a fixed order: models, then modes, then clean and attacks."""
+  """Every cell of the run, in a fixed order: models, then modes, then clean and attacks,
+  each attack's sweep points right after its ordinary cell."""
   cells = []
   for entry in entries:
     for targeted in plan.modes:
       for name in ['clean', *plan.attacks]:
         if plan.runs(name, targeted):
           cells.append(Cell(entry, name, targeted))
+          sweep = plan.sweeps.get((name, targeted))
+          for point in sweep.points if sweep else ():
+            cells.append(Cell(entry, name, targeted, sweep.label(point)))
   return cells

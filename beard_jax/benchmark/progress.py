@@ -82,7 +82,7 @@ class RunProgress:
     e = cell.entry
     label = (
       f'cell {self.done + 1}/{self.total} {e.method} ipc{e.ipc} seed{e.seed} '
-      f'{cell.attack} {cell.mode}'
+      f'{_attack_text(cell)} {cell.mode}'
     )
     logging.info('%s: starting', label)
     return label
@@ -113,13 +113,18 @@ class RunProgress:
       e.method,
       e.ipc,
       e.seed,
-      cell.attack,
+      _attack_text(cell),
       cell.mode,
       run.clean_accuracy,
       run.robust_accuracy,
       format_seconds(seconds),
       format_seconds(eta) if eta is not None else '?',
     )
+
+
+def _attack_text(cell) -> str:
+  """`pgd`, or `pgd eps=2/255` for a sweep point."""
+  return f'{cell.attack} {cell.sweep}' if cell.sweep else cell.attack
 
 
 class TrainingProgress:

@@ -13,6 +13,7 @@ import pandas as pd
 from beard_jax.io.atomic import atomic_write_text
 from beard_jax.leaderboard import write_leaderboards
 from beard_jax.leaderboard.boards import attack_title, make_entry, order_attacks
+from beard_jax.leaderboard.curves import area_frame, write_curves
 from beard_jax.metrics import compute_metrics, summarize
 from beard_jax.metrics.tables import frame_to_markdown, mean_std_text
 
@@ -22,6 +23,7 @@ _RECORD_COLUMNS = (
   ('seed', 'seed'),
   ('training', 'training'),
   ('attack', 'attack'),
+  ('sweep', 'sweep point'),
   ('targeted', 'mode'),
   ('clean_acc', 'clean %'),
   ('robust_acc', 'robust %'),
@@ -190,6 +192,7 @@ def render_report(
       ],
     ),
     '',
+    *_curves_section(records),
     '## Leaderboards and figures',
     '',
     *[
@@ -199,6 +202,29 @@ def render_report(
     '',
   ]
   return '\n'.join(parts)
+
+
+def _curves_section(records: Sequence[Mapping]) -> list[str]:
+  """`## Curves`: each `--sweep` curve's normalised area (mean robust accuracy over the
+  swept range), or nothing without sweep records."""
+  areas = area_frame(records)
+  if areas.empty:
+    return []
+  areas['area'] = [
+    mean_std_text(a, s if n > 1 else None)
+    for a, s, n in zip(areas['area'], areas['area_std'], areas['seeds'], strict=True)
+  ]
+  columns = ['method', 'ipc', 'training', 'attack', 'mode', 'hparam', 'range', 'points', 'area']
+  return [
+    '## Curves (`--sweep`)',
+    '',
+    'Area: the area under robust accuracy against the swept value divided by the range '
+    '(the mean robust accuracy over it, %), per seed, then mean ± std over seeds. Points: '
+    '`leaderboards/curves.csv`; figure: `leaderboards/curves.png`.',
+    '',
+    frame_to_markdown(areas[columns].rename(columns={'area': 'area %'})),
+    '',
+  ]
 
 
 def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
@@ -217,6 +243,7 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   summary = summarize(rows)
   out_dir = os.path.join(config.workdir, 'leaderboards')
   files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir)
+  files += write_curves(records, out_dir)
   metrics_path = os.path.join(config.workdir, 'metrics.json')
   atomic_write_text(metrics_path, json.dumps(summary, indent=2))
   report_path = os.path.join(config.workdir, 'report.md')

@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -48,7 +49,7 @@ from beard_jax.benchmark.train_pool import train_model_pool, training_sets
 from beard_jax.data.download import download
 from beard_jax.errors import ConfigError, IncompleteSweepError
 from beard_jax.evaluate.results import RESULTS_FILE, ResultStore, cell_key, repair_duplicates
-from beard_jax.evaluate.runner import AttackRun, identity_attack, run_attack
+from beard_jax.evaluate.runner import AttackRun, compile_attack, identity_attack, run_compiled
 from beard_jax.io.locks import workdir_lock
 from beard_jax.models.convnet import ConvNet, make_apply_fn, normalize
 from beard_jax.models.pool import ModelEntry, discover_models, load_model_params
@@ -57,7 +58,13 @@ _TASK_FILE = re.compile(r'^results\.task-(\d+)-of-(\d+)\.jsonl$')
 
 
 def _attack_key(base_seed: int, cell_id: tuple) -> jax.Array:
-  """A PRNG key that depends only on the seed and the cell, not on run order."""
+  """A PRNG key that depends only on the seed and the cell, not on run order.
+
+  An ordinary cell's empty `sweep` (the last field) is left out of the name, so its key
+  is the one it had before sweeps existed.
+  """
+  if cell_id[-1] == '':
+    cell_id = cell_id[:-1]
   name = '/'.join(str(p) for p in cell_id)
   return jax.random.fold_in(jax.random.key(base_seed), zlib.crc32(name.encode()))
 
@@ -87,6 +94,7 @@ def _record(cell, plan: RunPlan, run: AttackRun, hparams: dict, inputs: dict, ve
     'training': entry.training,
     'attack': cell.attack,
     'targeted': cell.targeted,
+    'sweep': cell.sweep,
     'clean_acc': run.clean_accuracy,
     'robust_acc': run.robust_accuracy,
     'robust_acc_range': list(run.robust_accuracy_range),
@@ -129,34 +137,63 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
   progress = RunProgress(len(cells), len(cells) - len(todo))
   progress.plan(todo)
   versions = provenance.library_versions()
-  params, loaded = None, None
+  params, loaded, shared_programs = None, None, {}
+  batch_size = min(config.batch_size, len(labels))
   for cell in todo:
     if cell.entry != loaded:
       params, loaded = load_model_params(cell.entry, model, spec.image_size), cell.entry
-    hparams = {} if cell.attack == 'clean' else dict(plan.hparams[(cell.attack, cell.targeted)])
-    attack_fn = (
-      identity_attack
-      if cell.attack == 'clean'
-      else attack_library.get_attack(cell.attack, **hparams)
-    )
+      shared_programs = {}
+    hparams = plan.cell_hparams(cell)
+    make_attack, value, shared = _attack_maker(plan, cell, hparams)
+    compiled = shared_programs.get(shared)
+    reused = compiled is not None
+    if not reused:
+      compiled = compile_attack(
+        make_attack,
+        apply_fn,
+        params,
+        inputs.shape[1:],
+        batch_size=batch_size,
+        targeted=cell.targeted,
+        mesh=mesh,
+      )
+      if shared:
+        shared_programs[shared] = compiled
     label = progress.start(cell)
-    run = run_attack(
-      attack_fn,
-      apply_fn,
-      params,
+    run = run_compiled(
+      compiled,
       inputs,
       labels,
       key=_attack_key(config.seed, cell.key(plan.protocol.name)),
-      batch_size=config.batch_size,
+      value=value,
       targets=targets if cell.targeted else None,
       on_batch=CellProgress(label, config.batch_size, len(labels))
       if sharding.is_primary_process()
       else None,
-      mesh=mesh,
     )
+    if reused:
+      run = run._replace(compile_seconds=0.0)
     cell_inputs = _cell_inputs(cell, model_hashes, test_hash)
     store.add(_record(cell, plan, run, hparams, cell_inputs, versions))
     progress.finish(cell, run.total_seconds + run.compile_seconds, run)
+
+
+def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, tuple | None]:
+  """(make_attack(value), value, shared program key or None) of a cell.
+
+  A sweep point of a hyperparameter the attack takes traced passes the point as the
+  program's value, so every point of the (attack, mode) shares one program (key
+  returned); any other cell bakes its hyperparameters in and ignores the value.
+  """
+  if cell.attack == 'clean':
+    return (lambda value: identity_attack), 0.0, None
+  sweep = plan.sweeps.get((cell.attack, cell.targeted)) if cell.sweep else None
+  if sweep is None or sweep.name not in attack_library.get_spec(cell.attack).traced:
+    attack_fn = attack_library.get_attack(cell.attack, **hparams)
+    return (lambda value: attack_fn), 0.0, None
+  fixed = plan.hparams[(cell.attack, cell.targeted)]
+  make_attack = attack_library.traced_attack_maker(cell.attack, fixed, sweep.name)
+  return make_attack, float(hparams[sweep.name]), ('sweep', cell.attack, cell.targeted)
 
 
 def _cell_inputs(cell, model_hashes: dict, test_hash: str) -> dict[str, str]:

@@ -20,7 +20,19 @@ from beard_jax.io.atomic import append_line_durably, atomic_write_text, read_com
 
 RESULTS_FILE = 'results.jsonl'
 CONFIG_FILE = 'config.json'
-CELL_FIELDS = ('method', 'dataset', 'ipc', 'seed', 'protocol', 'training', 'attack', 'targeted')
+CELL_FIELDS = (
+  'method',
+  'dataset',
+  'ipc',
+  'seed',
+  'protocol',
+  'training',
+  'attack',
+  'targeted',
+  'sweep',
+)
+# Cell fields that records written before they existed lack, and the value they mean.
+_CELL_FIELD_DEFAULTS = {'sweep': ''}
 __all__ = [
   'CELL_FIELDS',
   'RECORD_FIELDS',
@@ -39,6 +51,7 @@ RECORD_FIELDS: dict[str, str] = {
   'training': "'standard' or 'adversarial'",
   'attack': "attack name; 'clean' for the clean pass",
   'targeted': 'bool: targets (y + 1) mod the protocol modulus',
+  'sweep': "'' for an ordinary cell; a --sweep point such as 'eps=2/255' (value in hparams)",
   'clean_acc': '% of the examples the model classifies right',
   'robust_acc': '% still right after the attack (BEARD accuracy)',
   'robust_acc_range': '[low, high] %: the accuracies float-rounding ties could give',
@@ -46,7 +59,8 @@ RECORD_FIELDS: dict[str, str] = {
   'asr': '% per sample: right before and wrong after (targeted: predicts the target)',
   'ast': 'seconds per successful adversarial example; null when none succeeded',
   'attack_seconds': "whole-pass wall time, compilation excluded (BEARD's time)",
-  'compile_seconds': 'ahead-of-time compilation of the batch program',
+  'compile_seconds': 'ahead-of-time compilation of the batch program (0 for sweep points '
+  'after the first when they share it)',
   'num_examples': 'test images attacked',
   'mean_linf': 'mean L-inf perturbation, in perturbation_space',
   'mean_l2': 'mean L2 perturbation, in perturbation_space',
@@ -62,8 +76,13 @@ report and compare read and docs/CONTRACTS.md lists (a test keeps the three in s
 
 
 def cell_key(record: dict[str, Any]) -> tuple:
-  """The identity of a record's cell; a finished cell is never recomputed."""
-  return tuple(record[field] for field in CELL_FIELDS)
+  """The identity of a record's cell; a finished cell is never recomputed.
+
+  A record without `sweep` (written before sweeps existed) is an ordinary cell.
+  """
+  return tuple(
+    record[field] if field in record else _CELL_FIELD_DEFAULTS[field] for field in CELL_FIELDS
+  )
 
 
 def _numbered_records(path: str) -> list[tuple[int, dict[str, Any]]]:
@@ -218,7 +237,7 @@ class ResultStore:
     Raises:
       ValueError: the cell is already recorded, or a `RECORD_FIELDS` field is missing.
     """
-    missing = [f for f in CELL_FIELDS if f not in record]
+    missing = [f for f in CELL_FIELDS if f not in record and f not in _CELL_FIELD_DEFAULTS]
     if missing:
       raise ValueError(f'a record lacks the cell fields {missing}')
     key = cell_key(record)

@@ -3,7 +3,10 @@
 One jitted program per (attack, batch shape) computes, for a batch, the clean
 prediction, the adversarial example and its prediction, and the perturbation
 norms. It is compiled ahead of time (compile time reported on its own); the
-last batch is padded to the same shape, so nothing compiles twice. Each batch
+last batch is padded to the same shape, so nothing compiles twice. The program
+takes one traced scalar, `value`, that `compile_attack`'s `make_attack(value)`
+may use as a hyperparameter: the points of a sweep (`run_compiled` once per
+value) then share one compilation. `run_attack` is the single-attack case. Each batch
 is timed from the host→device copy to `block_until_ready` of its results.
 Ratios are computed on the host from the per-sample records.
 
@@ -121,13 +124,13 @@ class AttackRun(NamedTuple):
     return self.total_seconds / successes if successes else None
 
 
-def _batch_program(attack, apply_fn, targeted: bool):
+def _batch_program(make_attack, apply_fn, targeted: bool):
   """The per-batch computation: clean and adversarial predictions, norms."""
 
-  def program(params, x, y_true, y_attack, key_data):
+  def program(params, x, y_true, y_attack, key_data, value):
     key = jax.random.wrap_key_data(key_data)
     clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
-    x_adv = attack(apply_fn, params, x, y_attack, key)
+    x_adv = make_attack(value)(apply_fn, params, x, y_attack, key)
     adv_top2, adv_top2_classes = jax.lax.top_k(apply_fn(params, x_adv), 2)
     adv_pred = adv_top2_classes[:, 0]
     delta = (x_adv - x).reshape(x.shape[0], -1)
@@ -197,29 +200,82 @@ def _checked_inputs(
   return images, labels, attack_labels
 
 
-def _compile(program: Callable, params: Any, image_shape, batch_size: int, key, batch_sharding):
-  """Compiles `program` ahead of time for one batch; returns `(compiled, compile_seconds)`."""
+class CompiledAttack(NamedTuple):
+  """An attack's batch program compiled for one batch shape (`compile_attack`).
+
+  Attributes:
+    program: the compiled `program(params, x, y, y_attack, key_data, value)`.
+    params: the model parameters, placed as the program expects (replicated on a mesh).
+    batch_size: the batch shape it was compiled for.
+    targeted: whether success means reaching the target.
+    compile_seconds: the ahead-of-time compilation time.
+    mesh: the device mesh the batches are split over, or None.
+  """
+
+  program: Any
+  params: Any
+  batch_size: int
+  targeted: bool
+  compile_seconds: float
+  mesh: Mesh | None
+
+
+def compile_attack(
+  make_attack: Callable[[jax.Array], Callable[..., jax.Array]],
+  apply_fn: Callable[[Any, jax.Array], jax.Array],
+  params: Any,
+  image_shape: tuple[int, ...],
+  *,
+  batch_size: int,
+  targeted: bool,
+  mesh: Mesh | None = None,
+) -> CompiledAttack:
+  """Compiles the batch program of `make_attack(value)` once, for any float32 `value`.
+
+  Args:
+    make_attack: traced float32 scalar → `attack(apply_fn, params, x, y, key) -> x_adv`;
+      it may ignore the value (a fixed attack) or use it as a hyperparameter.
+    apply_fn, params: the model (`run_attack`).
+    image_shape: [H, W, C] of one input.
+    batch_size: examples per batch (a multiple of the mesh size on a mesh).
+    targeted: whether the attack labels are targets.
+    mesh: a 1-D device mesh to split batches over, or None.
+  """
+  batch_sharding = None
+  if mesh is not None:
+    sharding.check_divisible(batch_size, mesh, 'batch_size')
+    batch_sharding = sharding.leading_axis_sharding(mesh)
+    params = jax.tree.map(
+      lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params
+    )
+  program = jax.jit(_batch_program(make_attack, apply_fn, targeted))
   start = time.perf_counter()
   compiled = program.lower(
     params,
     jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
     jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
     jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-    jax.random.key_data(key),
+    jax.random.key_data(jax.random.key(0)),
+    jax.ShapeDtypeStruct((), jnp.float32),
   ).compile()
-  return compiled, time.perf_counter() - start
+  seconds = time.perf_counter() - start
+  return CompiledAttack(compiled, params, batch_size, targeted, seconds, mesh)
 
 
-def _run_batch(compiled, params, host_batch, key_data, mesh: Mesh | None, batch_sharding):
+def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
   """Runs one padded batch `(x, y, y_attack)` to `block_until_ready` (the timed part).
 
   Returns:
     The program's outputs, gathered from every process.
   """
-  if mesh is not None:
+  value = np.float32(value)
+  if attack.mesh is not None:
+    batch_sharding = sharding.leading_axis_sharding(attack.mesh)
     host_batch = [_global_batch(a, batch_sharding) for a in host_batch]
-    key_data = sharding.global_array(key_data, sharding.replicated(mesh))
-  result = jax.block_until_ready(compiled(params, *host_batch, key_data))
+    replicated = sharding.replicated(attack.mesh)
+    key_data = sharding.global_array(key_data, replicated)
+    value = sharding.global_array(value, replicated)
+  result = jax.block_until_ready(attack.program(attack.params, *host_batch, key_data, value))
   if jax.process_count() > 1:
     result = multihost_utils.process_allgather(result, tiled=True)
   return result
@@ -279,25 +335,45 @@ def run_attack(
   Returns:
     An `AttackRun` over the N examples.
   """
-  images, labels, attack_labels = _checked_inputs(images, labels, targets)
-  num_examples = images.shape[0]
-  batch_size = min(batch_size, num_examples)
-  num_batches = -(-num_examples // batch_size)
-
-  batch_sharding = None
-  if mesh is not None:
-    sharding.check_divisible(batch_size, mesh, 'batch_size')
-    batch_sharding = sharding.leading_axis_sharding(mesh)
-    params = jax.tree.map(
-      lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params
-    )
-
-  targeted = targets is not None
-  program = jax.jit(_batch_program(attack, apply_fn, targeted))
-  compiled, compile_seconds = _compile(
-    program, params, images.shape[1:], batch_size, key, batch_sharding
+  images, labels, _ = _checked_inputs(images, labels, targets)
+  compiled = compile_attack(
+    lambda value: attack,
+    apply_fn,
+    params,
+    images.shape[1:],
+    batch_size=min(batch_size, images.shape[0]),
+    targeted=targets is not None,
+    mesh=mesh,
   )
+  return run_compiled(compiled, images, labels, key=key, targets=targets, on_batch=on_batch)
 
+
+def run_compiled(
+  attack: CompiledAttack,
+  images: np.ndarray,
+  labels: np.ndarray,
+  *,
+  key: jax.Array,
+  value: float = 0.0,
+  targets: np.ndarray | None = None,
+  on_batch: BatchCallback | None = None,
+) -> AttackRun:
+  """`run_attack` with a compiled program: `value` is the traced scalar it was built for.
+
+  Args:
+    attack: from `compile_attack` (its batch size and mode must fit the call).
+    images, labels, key, targets, on_batch: as `run_attack`.
+    value: the scalar passed to the program (a sweep point's hyperparameter).
+
+  Returns:
+    An `AttackRun`; its `compile_seconds` is the program's (shared by every call).
+  """
+  images, labels, attack_labels = _checked_inputs(images, labels, targets)
+  if (targets is not None) != attack.targeted:
+    raise ValueError(f'the program was compiled targeted={attack.targeted}; targets do not fit')
+  num_examples = images.shape[0]
+  batch_size = attack.batch_size
+  num_batches = -(-num_examples // batch_size)
   outputs = []
   batch_seconds = np.zeros(num_batches)
   for index in range(num_batches):
@@ -305,13 +381,12 @@ def run_attack(
     host_batch = [_pad_to(a[rows], batch_size) for a in (images, labels, attack_labels)]
     start = time.perf_counter()
     key_data = jax.random.key_data(jax.random.fold_in(key, index))
-    result = _run_batch(compiled, params, host_batch, key_data, mesh, batch_sharding)
+    result = _run_batch(attack, host_batch, key_data, value)
     batch_seconds[index] = time.perf_counter() - start
     outputs.append([np.asarray(r) for r in result])
     if on_batch is not None:
       on_batch(index, num_batches, batch_seconds[index])
-
-  return _attack_run(outputs, num_examples, batch_seconds, compile_seconds, targeted)
+  return _attack_run(outputs, num_examples, batch_seconds, attack.compile_seconds, attack.targeted)
 
 
 def identity_attack(apply_fn, params, x, y, key):

@@ -77,7 +77,7 @@ def compare(
   reference = {_key(r): r for r in published}
   rows = []
   for record in ours:
-    match = reference.get(_key(record))
+    match = None if record.get('sweep') else reference.get(_key(record))
     if match is None:
       continue
     attack = _key(record)[3]
