@@ -24,6 +24,8 @@ HELP = {
   'batch_size': "attack batch; 0 = the protocol's (beard 256, standard 250)",
   'sweep': 'one attack hyperparameter over values, one record per point, for the curves: '
   "'eps:2/255,4/255,8/255' or 'steps:1,2,4,8'; every attack with it is swept; empty = none",
+  'transfer': 'also craft every attack on each model and score it on every model of the pool '
+  '(source x target matrices, README: Transfer)',
   'matmul_precision': "JAX float32 conv/matmul precision: 'default' (TF32 on NVIDIA GPUs), "
   "'high', 'highest' (float32 throughout); empty = the protocol's",
   # Where things are.
@@ -77,6 +79,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_examples = 0
   config.batch_size = 0
   config.sweep = ''
+  config.transfer = False
   config.matmul_precision = ''
   config.data_dir = ''
   config.download = False

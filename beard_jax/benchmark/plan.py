@@ -69,13 +69,16 @@ _MINIMUM = {
 class Cell(NamedTuple):
   """One unit of work and of resumption: an attack in one mode on one model.
 
-  `sweep` is '' for the ordinary cell, else the sweep point it runs (`eps=2/255`).
+  `sweep` is '' for the ordinary cell, else the sweep point it runs (`eps=2/255`);
+  `transfer_to` is '' for a white-box cell, else the model scored on the adversarials
+  crafted on `entry` (`transfer.model_id`).
   """
 
   entry: ModelEntry
   attack: str
   targeted: bool
   sweep: str = ''
+  transfer_to: str = ''
 
   def key(self, protocol: str) -> tuple:
     e = self.entry
@@ -90,6 +93,7 @@ class Cell(NamedTuple):
         attack=self.attack,
         targeted=self.targeted,
         sweep=self.sweep,
+        transfer_to=self.transfer_to,
       )
     )
 
@@ -278,6 +282,11 @@ def resolve_plan(config) -> RunPlan:
   _choose('metrics_type', config.metrics_type, formulas.RR_FUNCTIONS)
   _choose('clean_time', config.clean_time, formulas.CLEAN_TIME_RULES)
   modes, names, hparams = _resolve_attacks(config, protocol, config.batch_size)
+  if config.transfer and config.num_tasks > 1 and not config.merge:
+    raise ConfigError(
+      '--transfer scores every model of the pool, which a task of --num_tasks > 1 does not '
+      'hold: run the transfer in one task'
+    )
   sweep = parse_sweep(config.sweep)
   sweeps = swept_attacks(sweep, hparams) if sweep else {}
   _check_paths(config)

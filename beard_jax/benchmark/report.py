@@ -14,6 +14,7 @@ from beard_jax.io.atomic import atomic_write_text
 from beard_jax.leaderboard import write_leaderboards
 from beard_jax.leaderboard.boards import attack_title, make_entry, order_attacks
 from beard_jax.leaderboard.curves import area_frame, write_curves
+from beard_jax.leaderboard.transfer import transfer_frame, transfer_markdown, write_transfer
 from beard_jax.metrics import compute_metrics, summarize
 from beard_jax.metrics.tables import frame_to_markdown, mean_std_text
 
@@ -193,6 +194,7 @@ def render_report(
     ),
     '',
     *_curves_section(records),
+    *_transfer_section(records),
     '## Leaderboards and figures',
     '',
     *[
@@ -227,6 +229,22 @@ def _curves_section(records: Sequence[Mapping]) -> list[str]:
   ]
 
 
+def _transfer_section(records: Sequence[Mapping]) -> list[str]:
+  """`## Transfer`: the source × target matrices, or nothing without transfer records."""
+  frame = transfer_frame(records)
+  if frame.empty:
+    return []
+  return [
+    '## Transfer (`--transfer`)',
+    '',
+    'Robust accuracy of each target model (columns) on the adversarials crafted on each '
+    'source model (rows), averaged over seed pairs; the diagonal is white-box. Values: '
+    '`leaderboards/transfer.csv`; heatmaps: `leaderboards/transfer_*.png`.',
+    '',
+    *transfer_markdown(frame),
+  ]
+
+
 def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   """Computes metrics from `records` and writes boards, `metrics.json` and `report.md`.
 
@@ -244,6 +262,7 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   out_dir = os.path.join(config.workdir, 'leaderboards')
   files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir)
   files += write_curves(records, out_dir)
+  files += write_transfer(records, out_dir)
   metrics_path = os.path.join(config.workdir, 'metrics.json')
   atomic_write_text(metrics_path, json.dumps(summary, indent=2))
   report_path = os.path.join(config.workdir, 'report.md')

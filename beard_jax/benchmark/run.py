@@ -35,6 +35,7 @@ from absl import logging
 
 import attacks as attack_library
 from beard_jax import protocols, provenance, sharding
+from beard_jax.benchmark import transfer
 from beard_jax.benchmark.distill_pool import distilled_sets, load_real_split
 from beard_jax.benchmark.plan import (
   FULL_SIZE,
@@ -49,7 +50,14 @@ from beard_jax.benchmark.train_pool import train_model_pool, training_sets
 from beard_jax.data.download import download
 from beard_jax.errors import ConfigError, IncompleteSweepError
 from beard_jax.evaluate.results import RESULTS_FILE, ResultStore, cell_key, repair_duplicates
-from beard_jax.evaluate.runner import AttackRun, compile_attack, identity_attack, run_compiled
+from beard_jax.evaluate.runner import (
+  AttackRun,
+  compile_attack,
+  compile_transfer,
+  identity_attack,
+  run_compiled,
+  run_transfer,
+)
 from beard_jax.io.locks import workdir_lock
 from beard_jax.models.convnet import ConvNet, make_apply_fn, normalize
 from beard_jax.models.pool import ModelEntry, discover_models, load_model_params
@@ -60,10 +68,10 @@ _TASK_FILE = re.compile(r'^results\.task-(\d+)-of-(\d+)\.jsonl$')
 def _attack_key(base_seed: int, cell_id: tuple) -> jax.Array:
   """A PRNG key that depends only on the seed and the cell, not on run order.
 
-  An ordinary cell's empty `sweep` (the last field) is left out of the name, so its key
-  is the one it had before sweeps existed.
+  Empty trailing fields (an ordinary cell's `sweep` and `transfer_to`) are left out of
+  the name, so a white-box cell's key is the one it had before those fields existed.
   """
-  if cell_id[-1] == '':
+  while cell_id and cell_id[-1] == '':
     cell_id = cell_id[:-1]
   name = '/'.join(str(p) for p in cell_id)
   return jax.random.fold_in(jax.random.key(base_seed), zlib.crc32(name.encode()))
@@ -75,6 +83,17 @@ def _attack_inputs(plan: RunPlan, images: np.ndarray) -> np.ndarray:
   if plan.protocol.input_space == 'pixels':
     return pixels
   return np.asarray(normalize(plan.spec, pixels))
+
+
+def _attack_setting(plan: RunPlan, images: np.ndarray, labels: np.ndarray) -> tuple:
+  """(model, apply_fn in the protocol's input space, attack inputs, target labels, the test
+  set's hash): what every attack pass of the run shares."""
+  spec = plan.spec
+  model = ConvNet(spec.num_classes)
+  apply_fn = make_apply_fn(model, spec, plan.protocol.input_space)
+  targets = protocols.target_labels(plan.protocol, labels, spec.num_classes)
+  test_hash = provenance.arrays_sha256(images, labels)
+  return model, apply_fn, _attack_inputs(plan, images), np.asarray(targets, np.int32), test_hash
 
 
 def model_sha256(entry: ModelEntry) -> str:
@@ -95,6 +114,7 @@ def _record(cell, plan: RunPlan, run: AttackRun, hparams: dict, inputs: dict, ve
     'attack': cell.attack,
     'targeted': cell.targeted,
     'sweep': cell.sweep,
+    'transfer_to': cell.transfer_to,
     'clean_acc': run.clean_accuracy,
     'robust_acc': run.robust_accuracy,
     'robust_acc_range': list(run.robust_accuracy_range),
@@ -125,11 +145,7 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
     mesh: a 1-D device mesh to shard each attack batch over, or None.
   """
   config, spec = plan.config, plan.spec
-  model = ConvNet(spec.num_classes)
-  apply_fn = make_apply_fn(model, spec, plan.protocol.input_space)
-  inputs = _attack_inputs(plan, images)
-  targets = np.asarray(protocols.target_labels(plan.protocol, labels, spec.num_classes), np.int32)
-  test_hash = provenance.arrays_sha256(images, labels)
+  model, apply_fn, inputs, targets, test_hash = _attack_setting(plan, images, labels)
   model_hashes = {entry: model_sha256(entry) for entry in dict.fromkeys(c.entry for c in cells)}
   for cell in cells:
     store.check_inputs(cell.key(plan.protocol.name), _cell_inputs(cell, model_hashes, test_hash))
@@ -176,6 +192,65 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
     cell_inputs = _cell_inputs(cell, model_hashes, test_hash)
     store.add(_record(cell, plan, run, hparams, cell_inputs, versions))
     progress.finish(cell, run.total_seconds + run.compile_seconds, run)
+
+
+def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labels, mesh=None):
+  """`--transfer`: every pending (source, attack, mode) pass, scored on all `entries`.
+
+  Args:
+    plan, store, images, labels, mesh: as `run_cells`.
+    entries: the pool's models: each is a source, and all of them are the targets.
+  """
+  config, spec = plan.config, plan.spec
+  model, apply_fn, inputs, targets, test_hash = _attack_setting(plan, images, labels)
+  hashes = [model_sha256(entry) for entry in entries]
+  units = transfer.transfer_units(entries, plan)
+  for unit in units:
+    source_hash = hashes[entries.index(unit.entry)]
+    for cell, target_hash in zip(transfer.target_cells(unit, entries), hashes, strict=True):
+      inputs_of = transfer.transfer_inputs(source_hash, target_hash, test_hash)
+      store.check_inputs(cell.key(plan.protocol.name), inputs_of)
+  todo = transfer.pending_units(units, entries, plan, store)
+  if not todo:
+    return
+  all_params = [load_model_params(entry, model, spec.image_size) for entry in entries]
+  stacked = transfer.stack_params(all_params)
+  versions = provenance.library_versions()
+  programs = {}
+  for done, unit in enumerate(todo, start=1):
+    clean = transfer.left_clean(plan, unit.attack, unit.targeted)
+    hparams = {} if clean else plan.cell_hparams(unit)
+    pair = (unit.attack, unit.targeted)
+    fresh = pair not in programs
+    if fresh:  # One program per attack and mode; the source is an argument.
+      attack_fn = identity_attack if clean else attack_library.get_attack(unit.attack, **hparams)
+      programs[pair] = compile_transfer(
+        lambda value, attack_fn=attack_fn: attack_fn,
+        apply_fn,
+        all_params[0],
+        stacked,
+        inputs.shape[1:],
+        batch_size=min(config.batch_size, len(labels)),
+        targeted=unit.targeted,
+        mesh=mesh,
+      )
+    source = entries.index(unit.entry)
+    runs = run_transfer(
+      programs[pair],
+      inputs,
+      labels,
+      key=_attack_key(config.seed, unit.key(plan.protocol.name)),
+      source_params=all_params[source],
+      targets=targets if unit.targeted else None,
+    )
+    cells = transfer.target_cells(unit, entries)
+    for cell, run, target_hash in zip(cells, runs, hashes, strict=True):
+      if store.is_done(cell.key(plan.protocol.name)):
+        continue
+      run = run if fresh else run._replace(compile_seconds=0.0)
+      cell_inputs = transfer.transfer_inputs(hashes[source], target_hash, test_hash)
+      store.add(_record(cell, plan, run, hparams, cell_inputs, versions))
+    transfer.log_pass(unit, done, len(todo), runs, entries)
 
 
 def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, tuple | None]:
@@ -323,11 +398,14 @@ def _run_plan(plan: RunPlan) -> list[dict[str, Any]]:
     if config.model_pool:
       cells = plan_cells(entries, plan)[config.task_index :: config.num_tasks]
     else:
-      cells = plan_cells(train_model_pool(config, spec, images, labels, sets), plan)
+      entries = train_model_pool(config, spec, images, labels, sets)
+      cells = plan_cells(entries, plan)
     if not cells:
       raise ConfigError(_no_models_message(plan))
     mesh = sharding.make_mesh(sharding.BATCH_AXIS) if jax.device_count() > 1 else None
     run_cells(plan, cells, store, images, labels, mesh)
+    if config.transfer:
+      run_transfer_passes(plan, entries, store, images, labels, mesh)
     if config.num_tasks == 1 and primary:
       _finish(plan, store.records)
   return store.records

@@ -30,9 +30,10 @@ CELL_FIELDS = (
   'attack',
   'targeted',
   'sweep',
+  'transfer_to',
 )
 # Cell fields that records written before they existed lack, and the value they mean.
-_CELL_FIELD_DEFAULTS = {'sweep': ''}
+_CELL_FIELD_DEFAULTS = {'sweep': '', 'transfer_to': ''}
 __all__ = [
   'CELL_FIELDS',
   'RECORD_FIELDS',
@@ -52,6 +53,8 @@ RECORD_FIELDS: dict[str, str] = {
   'attack': "attack name; 'clean' for the clean pass",
   'targeted': 'bool: targets (y + 1) mod the protocol modulus',
   'sweep': "'' for an ordinary cell; a --sweep point such as 'eps=2/255' (value in hparams)",
+  'transfer_to': "'' for a white-box cell; with --transfer the model scored on adversarials "
+  "crafted on this record's model ('DM/ipc10/seed0/standard'); the outcomes are its",
   'clean_acc': '% of the examples the model classifies right',
   'robust_acc': '% still right after the attack (BEARD accuracy)',
   'robust_acc_range': '[low, high] %: the accuracies float-rounding ties could give',
@@ -66,7 +69,8 @@ RECORD_FIELDS: dict[str, str] = {
   'mean_l2': 'mean L2 perturbation, in perturbation_space',
   'perturbation_space': "'pixels' ([0, 1]) or 'normalized' (mean/std tensors)",
   'hparams': "the attack factory's keyword arguments as run, scheduling knobs resolved",
-  'inputs': '{model_sha256, test_set_sha256}: content hashes of what the cell read',
+  'inputs': '{model_sha256, test_set_sha256} (+ target_sha256 for transfer): content hashes '
+  'of what the cell read',
   'model_path': 'the model file (informative; inputs.model_sha256 identifies it)',
   'versions': 'python, jax, jaxlib, flax, optax, numpy, backend, devices, matmul precision',
   'config_hash': 'hash of the result-relevant config (config.json); added by the store',

@@ -6,7 +6,9 @@ norms. It is compiled ahead of time (compile time reported on its own); the
 last batch is padded to the same shape, so nothing compiles twice. The program
 takes one traced scalar, `value`, that `compile_attack`'s `make_attack(value)`
 may use as a hyperparameter: the points of a sweep (`run_compiled` once per
-value) then share one compilation. `run_attack` is the single-attack case. Each batch
+value) then share one compilation. `run_attack` is the single-attack case.
+`compile_transfer` + `run_transfer` craft on a source model and score the same
+adversarials on T target models (stacked parameters, vmapped) in one program. Each batch
 is timed from the host→device copy to `block_until_ready` of its results.
 Ratios are computed on the host from the per-sample records.
 
@@ -22,6 +24,7 @@ that rounding alone could produce.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -124,32 +127,51 @@ class AttackRun(NamedTuple):
     return self.total_seconds / successes if successes else None
 
 
+def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool) -> tuple:
+  """One model's outcomes on a batch: the `AttackRun` columns, each [B]."""
+  clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
+  adv_top2, adv_top2_classes = jax.lax.top_k(apply_fn(params, x_adv), 2)
+  adv_pred = adv_top2_classes[:, 0]
+  delta = (x_adv - x).reshape(x.shape[0], -1)
+  clean_correct = clean_pred == y_true
+  adv_correct = adv_pred == y_true
+  if targeted:
+    success = clean_correct & (adv_pred == y_attack)
+  else:
+    success = clean_correct & ~adv_correct
+  return (
+    clean_correct,
+    adv_correct,
+    adv_pred.astype(jnp.int32),
+    adv_top2[:, 0] - adv_top2[:, 1],
+    jnp.any(adv_top2_classes == y_true[:, None], axis=-1),
+    success,
+    jnp.max(jnp.abs(delta), axis=-1),
+    jnp.sqrt(jnp.sum(delta * delta, axis=-1)),
+  )
+
+
 def _batch_program(make_attack, apply_fn, targeted: bool):
   """The per-batch computation: clean and adversarial predictions, norms."""
 
   def program(params, x, y_true, y_attack, key_data, value):
     key = jax.random.wrap_key_data(key_data)
-    clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
     x_adv = make_attack(value)(apply_fn, params, x, y_attack, key)
-    adv_top2, adv_top2_classes = jax.lax.top_k(apply_fn(params, x_adv), 2)
-    adv_pred = adv_top2_classes[:, 0]
-    delta = (x_adv - x).reshape(x.shape[0], -1)
-    clean_correct = clean_pred == y_true
-    adv_correct = adv_pred == y_true
-    if targeted:
-      success = clean_correct & (adv_pred == y_attack)
-    else:
-      success = clean_correct & ~adv_correct
-    return (
-      clean_correct,
-      adv_correct,
-      adv_pred.astype(jnp.int32),
-      adv_top2[:, 0] - adv_top2[:, 1],
-      jnp.any(adv_top2_classes == y_true[:, None], axis=-1),
-      success,
-      jnp.max(jnp.abs(delta), axis=-1),
-      jnp.sqrt(jnp.sum(delta * delta, axis=-1)),
-    )
+    return _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted)
+
+  return program
+
+
+def _transfer_program(make_attack, apply_fn, targeted: bool):
+  """Crafts on the source, scores every target: each column [B, T] (batch axis first)."""
+
+  def program(models, x, y_true, y_attack, key_data, value):
+    source, targets = models
+    key = jax.random.wrap_key_data(key_data)
+    x_adv = make_attack(value)(apply_fn, source, x, y_attack, key)
+    score = functools.partial(_score, apply_fn, x=x, x_adv=x_adv, y_true=y_true,
+                              y_attack=y_attack, targeted=targeted)  # fmt: skip
+    return jax.vmap(score, out_axes=1)(targets)
 
   return program
 
@@ -210,6 +232,8 @@ class CompiledAttack(NamedTuple):
     targeted: whether success means reaching the target.
     compile_seconds: the ahead-of-time compilation time.
     mesh: the device mesh the batches are split over, or None.
+    num_targets: 0 for an attack scored on its own model; T for a transfer program
+      (`compile_transfer`), whose params are (source, targets stacked on axis 0).
   """
 
   program: Any
@@ -218,6 +242,7 @@ class CompiledAttack(NamedTuple):
   targeted: bool
   compile_seconds: float
   mesh: Mesh | None
+  num_targets: int = 0
 
 
 def compile_attack(
@@ -241,25 +266,64 @@ def compile_attack(
     targeted: whether the attack labels are targets.
     mesh: a 1-D device mesh to split batches over, or None.
   """
+  program = _batch_program(make_attack, apply_fn, targeted)
+  return _compile(program, params, image_shape, batch_size, targeted, mesh, num_targets=0)
+
+
+def compile_transfer(
+  make_attack: Callable[[jax.Array], Callable[..., jax.Array]],
+  apply_fn: Callable[[Any, jax.Array], jax.Array],
+  source_params: Any,
+  target_params: Any,
+  image_shape: tuple[int, ...],
+  *,
+  batch_size: int,
+  targeted: bool,
+  mesh: Mesh | None = None,
+) -> CompiledAttack:
+  """`compile_attack` for transfer: craft on `source_params`, score every target model.
+
+  Args:
+    make_attack, apply_fn, image_shape, batch_size, targeted, mesh: as `compile_attack`.
+    source_params: the model the adversarials are crafted on.
+    target_params: T models of the same architecture, every leaf stacked [T, ...]; the
+      adversarials of a batch are scored on all of them in the same program.
+  """
+  num_targets = jax.tree.leaves(target_params)[0].shape[0]
+  program = _transfer_program(make_attack, apply_fn, targeted)
+  models = (source_params, target_params)
+  return _compile(program, models, image_shape, batch_size, targeted, mesh, num_targets)
+
+
+def _place(params: Any, mesh: Mesh | None) -> Any:
+  """`params` replicated over `mesh`'s devices, or as they are without a mesh."""
+  if mesh is None:
+    return params
+  return jax.tree.map(lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params)
+
+
+def _compile(program, params, image_shape, batch_size, targeted, mesh, num_targets):
+  """Places `params` (replicated on a mesh) and compiles `program` ahead of time."""
   batch_sharding = None
   if mesh is not None:
     sharding.check_divisible(batch_size, mesh, 'batch_size')
     batch_sharding = sharding.leading_axis_sharding(mesh)
-    params = jax.tree.map(
-      lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params
-    )
-  program = jax.jit(_batch_program(make_attack, apply_fn, targeted))
+  params = _place(params, mesh)
   start = time.perf_counter()
-  compiled = program.lower(
-    params,
-    jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-    jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-    jax.random.key_data(jax.random.key(0)),
-    jax.ShapeDtypeStruct((), jnp.float32),
-  ).compile()
+  compiled = (
+    jax.jit(program)
+    .lower(
+      params,
+      jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
+      jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+      jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
+      jax.random.key_data(jax.random.key(0)),
+      jax.ShapeDtypeStruct((), jnp.float32),
+    )
+    .compile()
+  )
   seconds = time.perf_counter() - start
-  return CompiledAttack(compiled, params, batch_size, targeted, seconds, mesh)
+  return CompiledAttack(compiled, params, batch_size, targeted, seconds, mesh, num_targets)
 
 
 def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
@@ -368,12 +432,56 @@ def run_compiled(
   Returns:
     An `AttackRun`; its `compile_seconds` is the program's (shared by every call).
   """
+  if attack.num_targets:
+    raise ValueError('a transfer program runs with run_transfer')
+  outputs, batch_seconds = _run_batches(attack, images, labels, key, value, targets, on_batch)
+  num_examples = np.asarray(images).shape[0]
+  return _attack_run(outputs, num_examples, batch_seconds, attack.compile_seconds, attack.targeted)
+
+
+def run_transfer(
+  attack: CompiledAttack,
+  images: np.ndarray,
+  labels: np.ndarray,
+  *,
+  key: jax.Array,
+  source_params: Any = None,
+  value: float = 0.0,
+  targets: np.ndarray | None = None,
+  on_batch: BatchCallback | None = None,
+) -> list[AttackRun]:
+  """Runs a `compile_transfer` program: one `AttackRun` per target model, in stacking order.
+
+  `source_params` (any model of the program's architecture) replaces the source it was
+  compiled with, so one program serves every source. Every run shares the crafting pass:
+  its `batch_seconds` (crafting on the source and scoring all targets) and
+  `compile_seconds` are the same for every target.
+  """
+  if not attack.num_targets:
+    raise ValueError('run_transfer needs a program from compile_transfer')
+  if source_params is not None:
+    attack = attack._replace(params=(_place(source_params, attack.mesh), attack.params[1]))
+  outputs, batch_seconds = _run_batches(attack, images, labels, key, value, targets, on_batch)
+  num_examples = np.asarray(images).shape[0]
+  return [
+    _attack_run(
+      [[column[:, t] for column in batch] for batch in outputs],
+      num_examples,
+      batch_seconds,
+      attack.compile_seconds,
+      attack.targeted,
+    )
+    for t in range(attack.num_targets)
+  ]
+
+
+def _run_batches(attack: CompiledAttack, images, labels, key, value, targets, on_batch):
+  """(per-batch host outputs, batch seconds [num_batches]) of a compiled program."""
   images, labels, attack_labels = _checked_inputs(images, labels, targets)
   if (targets is not None) != attack.targeted:
     raise ValueError(f'the program was compiled targeted={attack.targeted}; targets do not fit')
-  num_examples = images.shape[0]
   batch_size = attack.batch_size
-  num_batches = -(-num_examples // batch_size)
+  num_batches = -(-images.shape[0] // batch_size)
   outputs = []
   batch_seconds = np.zeros(num_batches)
   for index in range(num_batches):
@@ -386,7 +494,7 @@ def run_compiled(
     outputs.append([np.asarray(r) for r in result])
     if on_batch is not None:
       on_batch(index, num_batches, batch_seconds[index])
-  return _attack_run(outputs, num_examples, batch_seconds, attack.compile_seconds, attack.targeted)
+  return outputs, batch_seconds
 
 
 def identity_attack(apply_fn, params, x, y, key):

@@ -175,7 +175,8 @@ def compute_metrics(
 
   Args:
     records: results records (CONTRACTS.md); `clean` records give C and T0. Sweep
-      points (`sweep` not '') are left out: they make curves, not metrics.
+      points and transfer records (`sweep`, `transfer_to` not '') are left out: they make
+      curves and transfer matrices, not metrics.
     metrics_type: RR variant, 'beard' (default), 'rome' or 'rome+'.
     alpha: CREI weight of RR, in [0, 1].
     clean_time: 'toolkit' (T0 = min of the targeted and untargeted clean times, both
@@ -210,7 +211,7 @@ def compute_metrics(
     raise ValueError(f'unknown adversaries {adversaries!r}; choose from {sorted(ADVERSARIES)}')
   excluded = _exclusions(targeted_excluded)
   settings = {'metrics_type': metrics_type, 'alpha': alpha, 'clean_time': clean_time}
-  records = [r for r in records if not r.get('sweep')]
+  records = [r for r in records if not r.get('sweep') and not r.get('transfer_to')]
   rows = _compute(records, settings, adversaries, excluded)
   return _with_seed_spread(rows, records, settings, adversaries, excluded)
 

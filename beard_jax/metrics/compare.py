@@ -77,7 +77,8 @@ def compare(
   reference = {_key(r): r for r in published}
   rows = []
   for record in ours:
-    match = None if record.get('sweep') else reference.get(_key(record))
+    white_box = not record.get('sweep') and not record.get('transfer_to')
+    match = reference.get(_key(record)) if white_box else None
     if match is None:
       continue
     attack = _key(record)[3]

@@ -1,7 +1,9 @@
 """Helpers of the launch.py tests: a random-init model pool, the command, comparable records."""
 
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import jax
@@ -52,3 +54,25 @@ def comparable_records(path):
     ({k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in records),
     key=lambda r: (r['method'], r['attack'], r['targeted']),
   )
+
+
+def beard_checkpoint_pool(root, real_data_path, names):
+  """A model pool folder under `root` linking BEARD's checkpoints `names` (IPC 50)."""
+  pool = root / 'pool'
+  pool.mkdir()
+  for name in names:
+    (pool / name).symlink_to(real_data_path(f'beard_model_pool/{name}'))
+  return pool
+
+
+def launch_ok(command):
+  """Runs `launch.py` (CPU), asserting exit code 0; returns the env it ran with."""
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return env
+
+
+def read_records(workdir):
+  """The records of `<workdir>/results.jsonl`, in file order."""
+  return [json.loads(line) for line in (workdir / 'results.jsonl').read_text().splitlines()]

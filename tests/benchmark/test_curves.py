@@ -1,14 +1,12 @@
 """`--sweep` and the curves: parsing, planning, traced points equal static ones, end to end."""
 
-import json
-import os
 import subprocess
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from pool_fixtures import launch_command
+from pool_fixtures import beard_checkpoint_pool, launch_command, launch_ok, read_records
 
 import attacks
 from beard_jax.benchmark.plan import plan_cells, resolve_plan
@@ -128,20 +126,14 @@ def test_areas_are_per_seed_then_averaged():
 @pytest.fixture(scope='module')
 def swept_run(real_data_path, tmp_path_factory):
   """BEARD's DC checkpoint (clean 54 %: the points have something to take away), 16 images."""
-  checkpoint = real_data_path('beard_model_pool/DC_ConvNet_CIFAR10_50_None.pth')
   root = tmp_path_factory.mktemp('curves')
-  (root / 'pool').mkdir()
-  (root / 'pool' / checkpoint.name).symlink_to(checkpoint)
+  pool = beard_checkpoint_pool(root, real_data_path, ['DC_ConvNet_CIFAR10_50_None.pth'])
   workdir = root / 'w'
   command = launch_command(
-    root / 'pool', real_data_path('.'), workdir, '--ipc=50', '--attacks=fgsm,pgd',
+    pool, real_data_path('.'), workdir, '--ipc=50', '--attacks=fgsm,pgd',
     '--modes=untargeted', '--sweep=eps:0,2/255,8/255',
   )  # fmt: skip
-  env = dict(os.environ, JAX_PLATFORMS='cpu')
-  result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-  assert result.returncode == 0, result.stderr[-3000:]
-  records = [json.loads(line) for line in (workdir / 'results.jsonl').read_text().splitlines()]
-  return command, env, workdir, records
+  return command, launch_ok(command), workdir, read_records(workdir)
 
 
 def test_sweep_points_are_recorded_share_one_program_and_stay_out_of_the_metrics(swept_run):
@@ -174,7 +166,7 @@ def test_a_rerun_with_the_sweep_resumes_and_adding_a_point_runs_only_that_point(
               for c in command]  # fmt: skip
   result = subprocess.run(extended, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
-  after = [json.loads(line) for line in (workdir / 'results.jsonl').read_text().splitlines()]
+  after = read_records(workdir)
   assert after[: len(records)] == records
   assert sorted((r['attack'], r['sweep']) for r in after[len(records) :]) == [
     ('fgsm', 'eps=4/255'),

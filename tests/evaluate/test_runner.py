@@ -5,7 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from beard_jax.evaluate.runner import identity_attack, run_attack
+from beard_jax.evaluate.runner import (
+  compile_transfer,
+  identity_attack,
+  run_attack,
+  run_compiled,
+  run_transfer,
+)
 
 
 def _linear_model():
@@ -143,3 +149,33 @@ def test_ties_give_the_robust_accuracy_range():
   np.testing.assert_array_equal(run.label_in_top2, [True, True, False, True, True])
   assert run.robust_accuracy == pytest.approx(40.0)
   assert run.robust_accuracy_range == pytest.approx((20.0, 60.0))
+
+
+def test_transfer_scores_the_source_adversarials_on_every_target():
+  apply_fn, source = _linear_model()
+  rng = np.random.default_rng(2)
+  targets = jnp.asarray(np.stack([source, *rng.normal(size=(2, 4, 3))]), jnp.float32)
+  images = rng.uniform(size=(10, 2, 2, 1)).astype(np.float32)
+  labels = rng.integers(0, 3, size=10).astype(np.int32)
+  attack = _sign_attack(0.3)
+  compiled = compile_transfer(
+    lambda value: attack, apply_fn, source, targets, (2, 2, 1), batch_size=4, targeted=False
+  )
+  runs = run_transfer(compiled, images, labels, key=jax.random.key(0))
+  alone = run_attack(attack, apply_fn, source, images, labels, key=jax.random.key(0), batch_size=4)
+  x_adv = np.asarray(attack(apply_fn, source, jnp.asarray(images), jnp.asarray(labels), None))
+  assert len(runs) == 3
+  for field in ('clean_correct', 'adv_correct', 'adv_pred', 'success', 'linf'):
+    np.testing.assert_array_equal(getattr(runs[0], field), getattr(alone, field))
+  for target, run in zip(targets, runs, strict=True):
+    np.testing.assert_array_equal(run.adv_pred, np.argmax(apply_fn(target, x_adv), -1))
+    np.testing.assert_array_equal(
+      run.clean_correct, np.argmax(apply_fn(target, images), -1) == labels
+    )
+    np.testing.assert_array_equal(run.batch_seconds, runs[0].batch_seconds)
+  assert (
+    runs[1].robust_accuracy != runs[0].robust_accuracy
+    or runs[2].robust_accuracy != runs[0].robust_accuracy
+  )
+  with pytest.raises(ValueError, match='run_transfer'):
+    run_compiled(compiled, images, labels, key=jax.random.key(0))
