@@ -5,7 +5,12 @@
   normalised units, every step clamps the normalised tensor to [0, 1], PGD's
   step is 2/225, targets are (y + 1) mod 10 for every dataset, DeepFool and
   AutoAttack run untargeted only (their targeted rows are clean accuracy) and
-  AutoAttack is torchattacks' 10-iteration version.
+  AutoAttack is torchattacks' 10-iteration version. Its query attacks are its
+  `epoch()` branches: Square (torchattacks' defaults, both modes) and `Spsa`, which
+  runs torchattacks' SPSA with its defaults (one Adam step) when targeted and, by a
+  slip of its code, AutoAttack when untargeted (`runs_instead`). Its transfer loop
+  has no Square or Spsa branch and only prints for targeted DeepFool and AutoAttack,
+  so those passes score clean images (`transfer_left_clean`).
 * `standard` is the corrected threat model: attacks act on [0, 1] pixels with
   the normalisation inside the model, PGD step 2/255 with a random start,
   targets (y + 1) mod K, AutoAttack as its authors define it (and, targeted, its four
@@ -33,6 +38,10 @@ class Protocol:
     untargeted_only: attacks whose targeted cell is the clean accuracy
       (BEARD records clean accuracy there instead of running them).
     attack_hparams: attack name → keyword arguments for `attacks.get_attack`.
+    runs_instead: (attack, targeted) → the attack the protocol's code really runs in
+      that cell, with that attack's `attack_hparams` (records say so in `runs_as`).
+    transfer_left_clean: (attack, targeted) pairs whose `--transfer` pass scores the
+      clean images (what the protocol's transfer loop does with them).
     batch_size: the attack batch when the config leaves it 0 (C&W's early stop looks
       at the whole batch's loss, so its result depends on the partition).
     matmul_precision: JAX's float32 matmul/conv precision when the config leaves it
@@ -47,6 +56,8 @@ class Protocol:
   attack_hparams: dict[str, dict[str, Any]]
   batch_size: int
   matmul_precision: str
+  runs_instead: dict[tuple[str, bool], str] = dataclasses.field(default_factory=dict)
+  transfer_left_clean: frozenset[tuple[str, bool]] = frozenset()
 
 
 _BOX = {'clip_min': 0.0, 'clip_max': 1.0}
@@ -55,7 +66,7 @@ BEARD = Protocol(
   name='beard',
   input_space='normalized',
   target_modulus=10,
-  untargeted_only=frozenset({'deepfool', 'autoattack', 'square'}),
+  untargeted_only=frozenset({'deepfool', 'autoattack'}),
   attack_hparams={
     'fgsm': dict(eps=8 / 255, **_BOX),
     'pgd': dict(eps=8 / 255, step_size=2 / 225, steps=10, random_start=False, **_BOX),
@@ -64,9 +75,19 @@ BEARD = Protocol(
     'deepfool': dict(steps=50, overshoot=0.02, **_BOX),
     'autoattack': dict(eps=8 / 255, variant='torchattacks', **_BOX),
     'square': dict(eps=8 / 255, n_queries=5000, p_init=0.8, **_BOX),
+    # torchattacks.SPSA(net, eps=8/255): nb_iter=1, lr=0.01, delta=0.01, nb_sample=128.
+    'spsa': dict(eps=8 / 255, steps=1, lr=0.01, delta=0.01, nb_sample=128, **_BOX),
   },
   batch_size=256,  # BEARD's test loader.
   matmul_precision='highest',  # Its published accuracies are float32's (README).
+  runs_instead={('spsa', False): 'autoattack'},  # eva_utils.epoch: `atk = AutoAttack(...)`.
+  transfer_left_clean=frozenset(
+    {
+      ('deepfool', True),
+      ('autoattack', True),
+      *((a, t) for a in ('square', 'spsa') for t in (True, False)),
+    }
+  ),
 )
 
 STANDARD = Protocol(

@@ -112,8 +112,8 @@ class RunPlan:
     spec: the dataset.
     modes: `targeted` flags of the requested modes, in the order given.
     attacks: the attacks to run (without 'clean'), in the order given.
-    hparams: (attack, targeted) → the resolved keyword arguments of its factory, for
-      every pair the run will execute (pairs the protocol skips are absent).
+    hparams: (attack, targeted) → the resolved keyword arguments of its factory (that of
+      `runs_as`), for every pair the run will execute (pairs the protocol skips are absent).
     methods: upper-case method names to keep (empty: all found).
     results_file: the records file this task appends to.
     sweeps: (attack, targeted) → its `--sweep` (values typed), for the swept pairs.
@@ -139,6 +139,11 @@ class RunPlan:
       (point,) = [p for p in sweep.points if sweep.label(p) == cell.sweep]
       hparams[sweep.name] = point.value
     return hparams
+
+  def runs_as(self, attack: str, targeted: bool) -> str:
+    """The attack that really runs in the (attack, mode) cell: `attack`, or what the
+    protocol's code runs under that name (`Protocol.runs_instead`)."""
+    return self.protocol.runs_instead.get((attack, targeted), attack)
 
   def runs(self, attack: str, targeted: bool) -> bool:
     """Whether the plan executes `attack` in that mode ('clean' always runs)."""
@@ -232,10 +237,11 @@ def _resolve_attacks(config, protocol, batch_size: int) -> tuple[tuple, tuple, d
     for name in names:
       if targeted and name in protocol.untargeted_only:
         continue  # BEARD records clean accuracy there; its metrics drop the row.
-      if mode not in attack_library.get_spec(name).modes:
+      runs_as = protocol.runs_instead.get((name, targeted), name)
+      if mode not in attack_library.get_spec(runs_as).modes:
         raise ConfigError(f'attack {name!r} has no {mode} mode; drop it from --attacks or --modes')
-      settings = dict(protocol.attack_hparams[name], targeted=targeted)
-      hparams[(name, targeted)] = attack_library.resolve_hparams(name, settings, batch_size)
+      settings = dict(protocol.attack_hparams[runs_as], targeted=targeted)
+      hparams[(name, targeted)] = attack_library.resolve_hparams(runs_as, settings, batch_size)
   return tuple(m == 'targeted' for m in mode_names), tuple(names), hparams
 
 

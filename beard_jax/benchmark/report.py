@@ -15,8 +15,9 @@ from beard_jax.leaderboard import write_leaderboards
 from beard_jax.leaderboard.boards import attack_title, make_entry, order_attacks
 from beard_jax.leaderboard.curves import area_frame, write_curves
 from beard_jax.leaderboard.transfer import transfer_frame, transfer_markdown, write_transfer
-from beard_jax.metrics import compute_metrics, summarize
-from beard_jax.metrics.tables import frame_to_markdown, mean_std_text
+from beard_jax.metrics import compute_metrics, summarize, summary_row
+from beard_jax.metrics.tables import frame_to_markdown, mean_std_text, number_text
+from beard_jax.metrics.transfer import transfer_metrics
 
 _RECORD_COLUMNS = (
   ('method', 'method'),
@@ -34,7 +35,15 @@ _RECORD_COLUMNS = (
   ('attack_seconds', 'pass s'),
   ('compile_seconds', 'compile s'),
 )
-_TEXT_COLUMNS = ('method', 'training', 'attack', 'mode', 'worst_attack', 'degenerate')
+_TEXT_COLUMNS = (
+  'method',
+  'training',
+  'attack',
+  'sweep point',
+  'mode',
+  'worst_attack',
+  'degenerate',
+)
 SUMMARY_WIDTH = 100
 _METRIC_COLUMNS = (
   'method',
@@ -155,9 +164,11 @@ def render_report(
   summary: Sequence[Mapping],
   leaderboard_files: Sequence[str],
   overview: str = '',
+  transfer_rows: Sequence[Mapping] = (),
 ) -> str:
   """`report.md`: what ran, `overview` (`summary_text`), every record, the metric summary,
-  where the boards are."""
+  the curves and transfer sections (`transfer_rows`: `transfer_metrics` rows), where the
+  boards are."""
   versions = records[0].get('versions', {}) if records else {}
   parts = [
     f'# BEARD-JAX report: {config["dataset"]} IPC {config["ipc"]}, protocol {config["protocol"]}',
@@ -194,7 +205,7 @@ def render_report(
     ),
     '',
     *_curves_section(records),
-    *_transfer_section(records),
+    *_transfer_section(records, transfer_rows),
     '## Leaderboards and figures',
     '',
     *[
@@ -229,11 +240,22 @@ def _curves_section(records: Sequence[Mapping]) -> list[str]:
   ]
 
 
-def _transfer_section(records: Sequence[Mapping]) -> list[str]:
-  """`## Transfer`: the source × target matrices, or nothing without transfer records."""
+def _transfer_section(records: Sequence[Mapping], rows: Sequence[Mapping]) -> list[str]:
+  """`## Transfer`: the source × target matrices and the per-target metrics `rows`
+  (`transfer_metrics`), or nothing without transfer records."""
   frame = transfer_frame(records)
   if frame.empty:
     return []
+  columns = ['source', 'method', 'ipc', 'mode', 'rr', 'ae', 'crei']
+  table = pd.DataFrame(
+    [
+      {**{k: row[k] for k in ('source', 'method', 'ipc')}, 'mode': _mode(row),
+       **{k: number_text(row[k]) for k in ('rr', 'ae', 'crei')}}
+      for row in rows
+      if row['ipc'] != 'combined' and row['adversary'] == 'all'
+    ],
+    columns=columns,
+  )  # fmt: skip
   return [
     '## Transfer (`--transfer`)',
     '',
@@ -242,7 +264,16 @@ def _transfer_section(records: Sequence[Mapping]) -> list[str]:
     '`leaderboards/transfer.csv`; heatmaps: `leaderboards/transfer_*.png`.',
     '',
     *transfer_markdown(frame),
+    "Per target, as BEARD's black-box scripts compute them (the target's accuracies, the "
+    "source's times: `beard_jax.metrics.transfer`); `leaderboards/transfer_metrics.csv`:",
+    '',
+    frame_to_markdown(table.rename(columns={'method': 'scored on'})),
+    '',
   ]
+
+
+def _mode(row: Mapping) -> str:
+  return 'targeted' if row['targeted'] else 'untargeted'
 
 
 def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
@@ -263,9 +294,18 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir)
   files += write_curves(records, out_dir)
   files += write_transfer(records, out_dir)
+  transfer_rows = transfer_metrics(
+    records, metrics_type=config.metrics_type, alpha=config.alpha, clean_time=config.clean_time
+  )
+  if transfer_rows:
+    path = os.path.join(out_dir, 'transfer_metrics.csv')
+    table = [{'source': row['source'], **summary_row(row)} for row in transfer_rows]
+    atomic_write_text(path, pd.DataFrame(table).to_csv(index=False))
+    files.append(path)
   metrics_path = os.path.join(config.workdir, 'metrics.json')
   atomic_write_text(metrics_path, json.dumps(summary, indent=2))
   report_path = os.path.join(config.workdir, 'report.md')
   overview = summary_text(rows)
-  atomic_write_text(report_path, render_report(config, records, summary, files, overview))
+  report = render_report(config, records, summary, files, overview, transfer_rows)
+  atomic_write_text(report_path, report)
   return {'report': report_path, 'metrics': metrics_path, 'leaderboards': out_dir}

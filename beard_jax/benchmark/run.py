@@ -103,6 +103,9 @@ def model_sha256(entry: ModelEntry) -> str:
 
 
 def _record(cell, plan: RunPlan, run: AttackRun, hparams: dict, inputs: dict, versions) -> dict:
+  """The record of a finished cell (`RECORD_FIELDS`); `hparams` empty means nothing was
+  crafted (the clean pass, or a transfer pass its protocol leaves clean)."""
+  runs_as = plan.runs_as(cell.attack, cell.targeted) if hparams else 'clean'
   entry = cell.entry
   return {
     'method': entry.method,
@@ -115,6 +118,7 @@ def _record(cell, plan: RunPlan, run: AttackRun, hparams: dict, inputs: dict, ve
     'targeted': cell.targeted,
     'sweep': cell.sweep,
     'transfer_to': cell.transfer_to,
+    'runs_as': runs_as,
     'clean_acc': run.clean_accuracy,
     'robust_acc': run.robust_accuracy,
     'robust_acc_range': list(run.robust_accuracy_range),
@@ -223,7 +227,8 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
     pair = (unit.attack, unit.targeted)
     fresh = pair not in programs
     if fresh:  # One program per attack and mode; the source is an argument.
-      attack_fn = identity_attack if clean else attack_library.get_attack(unit.attack, **hparams)
+      runs_as = plan.runs_as(unit.attack, unit.targeted)
+      attack_fn = identity_attack if clean else attack_library.get_attack(runs_as, **hparams)
       programs[pair] = compile_transfer(
         lambda value, attack_fn=attack_fn: attack_fn,
         apply_fn,
@@ -262,12 +267,13 @@ def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, 
   """
   if cell.attack == 'clean':
     return (lambda value: identity_attack), 0.0, None
+  runs_as = plan.runs_as(cell.attack, cell.targeted)
   sweep = plan.sweeps.get((cell.attack, cell.targeted)) if cell.sweep else None
-  if sweep is None or sweep.name not in attack_library.get_spec(cell.attack).traced:
-    attack_fn = attack_library.get_attack(cell.attack, **hparams)
+  if sweep is None or sweep.name not in attack_library.get_spec(runs_as).traced:
+    attack_fn = attack_library.get_attack(runs_as, **hparams)
     return (lambda value: attack_fn), 0.0, None
   fixed = plan.hparams[(cell.attack, cell.targeted)]
-  make_attack = attack_library.traced_attack_maker(cell.attack, fixed, sweep.name)
+  make_attack = attack_library.traced_attack_maker(runs_as, fixed, sweep.name)
   return make_attack, float(hparams[sweep.name]), ('sweep', cell.attack, cell.targeted)
 
 

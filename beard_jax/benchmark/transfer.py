@@ -8,11 +8,11 @@ source). Each (source, target, attack, mode) gets a record: the cell fields name
 source, `transfer_to` the target (`<METHOD>/ipc<IPC>/seed<SEED>/<training>`), and the
 outcome fields (`clean_acc`, `robust_acc`, `asr`, ...) are the target's; the timing is
 the shared pass. The crafting key is the source's white-box cell key, so the diagonal
-reproduces the white-box record. Under `beard`, targeted DeepFool, AutoAttack and Square
-are scored on clean images, as BEARD's transfer loop does (`left_clean`; their records'
-`hparams` are empty and their perturbation norms 0). Records resume like white-box
-cells: a pass runs again only for the targets it has not recorded. The matrix, board
-and heatmap: `beard_jax.leaderboard.transfer`; the loop: `run.run_transfer_passes`.
+reproduces the white-box record. Under `beard`, the passes BEARD's transfer loop leaves
+clean (`left_clean`) are scored on clean images (`runs_as` 'clean', empty `hparams`).
+Records resume like white-box cells: a pass runs again only for the targets it has not
+recorded. The matrix, board and heatmap: `beard_jax.leaderboard.transfer`; the loop:
+`run.run_transfer_passes`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def model_id(entry: ModelEntry) -> str:
 
 
 def left_clean(plan: RunPlan, attack: str, targeted: bool) -> bool:
-  """A pass whose images stay clean: under `beard`, the targeted mode of an attack BEARD runs
-  untargeted only (its transfer loop only prints for targeted DeepFool and AutoAttack, and
-  has no Square branch, then scores the clean images on every model)."""
-  return targeted and attack in plan.protocol.untargeted_only
+  """Whether the pass scores clean images (`Protocol.transfer_left_clean`: under `beard`,
+  targeted DeepFool and AutoAttack, which its transfer loop only prints for, and Square
+  and SPSA, which it has no branch for)."""
+  return (attack, targeted) in plan.protocol.transfer_left_clean
 
 
 def transfer_units(entries: list[ModelEntry], plan: RunPlan) -> list[Cell]:

@@ -55,6 +55,8 @@ RECORD_FIELDS: dict[str, str] = {
   'sweep': "'' for an ordinary cell; a --sweep point such as 'eps=2/255' (value in hparams)",
   'transfer_to': "'' for a white-box cell; with --transfer the model scored on adversarials "
   "crafted on this record's model ('DM/ipc10/seed0/standard'); the outcomes are its",
+  'runs_as': "the attack that ran: `attack`, except where the protocol's code runs another "
+  "under that name (beard: untargeted 'spsa' runs AutoAttack, as BEARD's Spsa branch does)",
   'clean_acc': '% of the examples the model classifies right',
   'robust_acc': '% still right after the attack (BEARD accuracy)',
   'robust_acc_range': '[low, high] %: the accuracies float-rounding ties could give',

@@ -13,11 +13,23 @@ attack is `Clean` (also accepted, any case: `No`, `None`, `Natural`, `NoAttack`,
 Every line gives two records, targeted and untargeted; the targeted DeepFool/AA
 records are kept and `compute_metrics` drops them like the toolkit does. Other lines
 (training progress, headers) are ignored.
+
+The IPC comes from the file name where it has one (`..._CIFAR10_50_evaluation_log.txt`),
+as BEARD's metric scripts take it; else from the line. (Its published query log says
+`IPC: 1` on the lines of the IPC-50 model.)
+
+Transfer logs (`evaluate_model_blackbox.py`) end each line with the accuracy of every
+model of its pool on the source's adversarials, `eval_accuracies_target: {[{'DC':
+0.5431, ...}]}` and `eval_accuracies_non_target: ...`; `parse_beard_transfer_log`
+turns them into transfer records (CONTRACTS.md: `transfer_to`), read with
+`ast.literal_eval` (literals only).
 """
 
 from __future__ import annotations
 
+import ast
 import os
+import pathlib
 import re
 from collections.abc import Sequence
 
@@ -40,6 +52,10 @@ _PIECES = (
 _COMPILED = tuple((what, re.compile(p, re.IGNORECASE)) for what, p in _PIECES)
 _DATASET = re.compile(r'(?<![\w])dataset\s*:\s*(?P<dataset>[^,;\s]+)', re.IGNORECASE)
 _IPC = re.compile(r'(?<![\w])IPC\s*:\s*(?P<ipc>\d+)\b', re.IGNORECASE)
+_FILE_IPC = re.compile(r'_(?P<ipc>\d+)_evaluation_log')
+_EVAL_ACCURACIES = re.compile(
+  r'eval_accuracies_(?P<mode>target|non_target)\s*:\s*\{\[(?P<dict>\{[^{}]*\})\]\}'
+)
 
 
 class BeardLogError(ValueError):
@@ -126,12 +142,7 @@ def parse_beard_log(
   Raises:
     BeardLogError: a malformed result line, or the same result twice in the file.
   """
-  parsed = []
-  with open(path, encoding='utf-8') as f:
-    for number, line in enumerate(f, start=1):
-      result = parse_result_line(line, f'{path}:{number}')
-      if result is not None:
-        parsed.append((f'{path}:{number}', result))
+  parsed = [(where, result) for where, result, _ in _result_lines(path)]
   clean = {}
   for _, r in parsed:
     if r['attack'] == 'clean':
@@ -166,6 +177,61 @@ def parse_beard_log(
         }
       )
   _check_unique(records, {})
+  return records
+
+
+def _result_lines(path: str | os.PathLike) -> list[tuple[str, dict, str]]:
+  """(`file:line`, parsed result, raw line) of every result line; the file name's IPC wins."""
+  named = _FILE_IPC.search(pathlib.Path(path).name)
+  lines = []
+  with open(path, encoding='utf-8') as f:
+    for number, line in enumerate(f, start=1):
+      result = parse_result_line(line, f'{path}:{number}')
+      if result is not None:
+        if named:
+          result['ipc'] = int(named['ipc'])
+        lines.append((f'{path}:{number}', result, line))
+  return lines
+
+
+def parse_beard_transfer_log(path: str | os.PathLike, *, protocol: str = 'beard') -> list[dict]:
+  """Reads a BEARD transfer log into transfer records, one per (line, mode, scored model).
+
+  Records name the source (`method`, the log's IPC, seed 0) and `transfer_to`
+  `<MODEL>/ipc<IPC>/seed0/standard` (BEARD's pool holds one model per method, at the
+  log's IPC); `robust_acc` is that model's accuracy in %, `clean_acc` its accuracy on
+  the `Clean` line, `attack_seconds` the source's pass time (what BEARD's
+  `convert_to_white_box.py` keeps). The `Clean` line gives `attack='clean'` records.
+
+  Raises:
+    BeardLogError: a result line without both `eval_accuracies_*` dicts.
+  """
+  rows = []
+  for where, result, line in _result_lines(path):
+    found = {m['mode']: m['dict'] for m in _EVAL_ACCURACIES.finditer(line)}
+    if set(found) != {'target', 'non_target'}:
+      raise BeardLogError(f'{where}: expected eval_accuracies_target and _non_target dicts')
+    accuracies = {mode: ast.literal_eval(found[key]) for mode, key in
+                  (('targeted', 'target'), ('untargeted', 'non_target'))}  # fmt: skip
+    rows.append((where, result, accuracies))
+  clean = {
+    mode: acc for _, r, modes in rows if r['attack'] == 'clean' for mode, acc in modes.items()
+  }
+  records = []
+  for where, r, modes in rows:
+    for mode, accuracies in modes.items():
+      for model, accuracy in accuracies.items():
+        records.append(
+          {
+            'method': r['method'], 'dataset': r['dataset'], 'ipc': r['ipc'], 'seed': 0,
+            'protocol': protocol, 'training': 'standard', 'attack': r['attack'],
+            'targeted': mode == 'targeted', 'sweep': '',
+            'transfer_to': f'{model}/ipc{r["ipc"]}/seed0/standard',
+            'clean_acc': 100.0 * clean[mode][model] if mode in clean else None,
+            'robust_acc': 100.0 * float(accuracy), 'attack_seconds': r[mode]['seconds'],
+            'source': where,
+          }
+        )  # fmt: skip
   return records
 
 

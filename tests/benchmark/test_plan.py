@@ -33,7 +33,8 @@ def _emitted_paths():
     )
     for (attack, targeted), hparams in sorted(plan.hparams.items()):
       name = f'{protocol.name}-{attack}-{"targeted" if targeted else "untargeted"}'
-      paths.append(pytest.param(protocol, attack, targeted, dict(hparams), id=name))
+      runs_as = plan.runs_as(attack, targeted)  # beard's untargeted 'spsa' runs AutoAttack.
+      paths.append(pytest.param(protocol, runs_as, targeted, dict(hparams), id=name))
   return paths
 
 
@@ -73,6 +74,25 @@ def test_beard_skips_what_its_code_runs_untargeted_only():
   plan = resolve_plan(_config(protocol='beard'))
   assert ('autoattack', True) not in plan.hparams and ('deepfool', True) not in plan.hparams
   assert plan.runs('clean', True) and plan.runs('pgd', True)
+
+
+def test_beard_runs_its_query_branches_as_its_code_does():
+  plan = resolve_plan(_config(protocol='beard', attacks='square,spsa'))
+  # Square in both modes with torchattacks' defaults, as eva_utils.epoch builds it.
+  assert plan.hparams[('square', True)]['n_queries'] == 5000 and plan.runs('square', True)
+  # 'Spsa' targeted: torchattacks.SPSA(eps=8/255) defaults, one Adam step.
+  spsa = plan.hparams[('spsa', True)]
+  assert (spsa['steps'], spsa['lr'], spsa['delta'], spsa['nb_sample']) == (1, 0.01, 0.01, 128)
+  assert plan.runs_as('spsa', True) == 'spsa'
+  # 'Spsa' untargeted: its code builds AutoAttack (eps=8/255) under that name.
+  assert plan.runs_as('spsa', False) == 'autoattack'
+  assert plan.hparams[('spsa', False)] == plan.hparams[('spsa', False)] | {
+    'variant': 'torchattacks'
+  }
+  standard = resolve_plan(_config(attacks='spsa'))
+  assert (
+    standard.runs_as('spsa', False) == 'spsa' and standard.hparams[('spsa', False)]['steps'] == 100
+  )
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,7 @@ def test_report_tables_come_from_dataframes():
   report = render_report(config, RECORDS, summarize(rows), [], summary_text(rows))
   assert '## Summary\n\n```\ncifar10 · untargeted' in report
   # Text columns left-aligned, numbers right-aligned, by the shared DataFrame writer.
-  assert '|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|' in report
+  assert '|---|---:|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|' in report
   frame = pd.DataFrame({'method': ['a|b'], 'acc': ['1.00']})
   assert frame_to_markdown(frame, left=['method']) == (
     '| method | acc |\n|---|---:|\n| a\\|b | 1.00 |'
