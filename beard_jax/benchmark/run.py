@@ -55,6 +55,7 @@ from beard_jax.evaluate.runner import (
   compile_attack,
   compile_transfer,
   identity_attack,
+  predict_targets,
   run_compiled,
   run_transfer,
 )
@@ -220,7 +221,7 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
   all_params = [load_model_params(entry, model, spec.image_size) for entry in entries]
   stacked = transfer.stack_params(all_params)
   versions = provenance.library_versions()
-  programs = {}
+  programs, clean_predictions = {}, None
   for done, unit in enumerate(todo, start=1):
     clean = transfer.left_clean(plan, unit.attack, unit.targeted)
     hparams = {} if clean else plan.cell_hparams(unit)
@@ -239,6 +240,8 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
         targeted=unit.targeted,
         mesh=mesh,
       )
+    if clean_predictions is None:  # Every target's clean predictions: one pass for all.
+      clean_predictions = predict_targets(programs[pair], inputs)
     source = entries.index(unit.entry)
     runs = run_transfer(
       programs[pair],
@@ -246,6 +249,7 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
       labels,
       key=_attack_key(config.seed, unit.key(plan.protocol.name)),
       source_params=all_params[source],
+      clean_predictions=clean_predictions,
       targets=targets if unit.targeted else None,
     )
     cells = transfer.target_cells(unit, entries)

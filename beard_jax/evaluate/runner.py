@@ -24,7 +24,6 @@ that rounding alone could produce.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -127,9 +126,11 @@ class AttackRun(NamedTuple):
     return self.total_seconds / successes if successes else None
 
 
-def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool) -> tuple:
-  """One model's outcomes on a batch: the `AttackRun` columns, each [B]."""
-  clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
+def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool, clean_pred=None):
+  """One model's outcomes on a batch: the `AttackRun` columns, each [B]; `clean_pred`
+  [B] is the model's clean prediction when known (else computed)."""
+  if clean_pred is None:
+    clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
   adv_top2, adv_top2_classes = jax.lax.top_k(apply_fn(params, x_adv), 2)
   adv_pred = adv_top2_classes[:, 0]
   delta = (x_adv - x).reshape(x.shape[0], -1)
@@ -162,18 +163,48 @@ def _batch_program(make_attack, apply_fn, targeted: bool):
   return program
 
 
-def _transfer_program(make_attack, apply_fn, targeted: bool):
-  """Crafts on the source, scores every target: each column [B, T] (batch axis first)."""
+def _transfer_program(make_attack, apply_fn, targeted: bool, target_axis: str):
+  """Crafts on the source, scores every target: each column [B, T] (batch axis first).
 
-  def program(models, x, y_true, y_attack, key_data, value):
+  `target_axis`: `vmap` scores the targets as one batched program; `map` one after the
+  other (`lax.map`): on a CPU, vmapping over parameters makes grouped convolutions,
+  which XLA:CPU runs slowly (as for training seeds, `bench/RESULTS.md`).
+  """
+
+  def program(models, x, y_true, y_attack, key_data, value, clean_pred):
     source, targets = models
     key = jax.random.wrap_key_data(key_data)
     x_adv = make_attack(value)(apply_fn, source, x, y_attack, key)
-    score = functools.partial(_score, apply_fn, x=x, x_adv=x_adv, y_true=y_true,
-                              y_attack=y_attack, targeted=targeted)  # fmt: skip
-    return jax.vmap(score, out_axes=1)(targets)
+
+    def score(target_and_clean):
+      params, clean = target_and_clean
+      return _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted, clean)
+
+    per_target = (targets, clean_pred.T)  # clean_pred [B, T]: the targets' clean predictions.
+    if target_axis == 'vmap':
+      return jax.vmap(score, out_axes=1)(per_target)
+    return tuple(jnp.moveaxis(column, 0, 1) for column in jax.lax.map(score, per_target))
 
   return program
+
+
+def _predict_program(apply_fn, target_axis: str):
+  """`predict(targets, x) -> [B, T]`: every target's clean prediction of a batch."""
+
+  def predict(targets, x):
+    def one(params):
+      return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
+
+    if target_axis == 'vmap':
+      return jax.vmap(one, out_axes=1)(targets)
+    return jnp.moveaxis(jax.lax.map(one, targets), 0, 1)
+
+  return predict
+
+
+def default_target_axis() -> str:
+  """`map` on a CPU, `vmap` on GPUs and TPUs (see `_transfer_program`)."""
+  return 'map' if jax.default_backend() == 'cpu' else 'vmap'
 
 
 def _pad_to(array: np.ndarray, size: int) -> np.ndarray:
@@ -233,7 +264,9 @@ class CompiledAttack(NamedTuple):
     compile_seconds: the ahead-of-time compilation time.
     mesh: the device mesh the batches are split over, or None.
     num_targets: 0 for an attack scored on its own model; T for a transfer program
-      (`compile_transfer`), whose params are (source, targets stacked on axis 0).
+      (`compile_transfer`), whose params are (source, targets stacked on axis 0) and
+      whose batches carry the targets' clean predictions [B, T].
+    predict: a transfer program's compiled `predict(targets, x) -> [B, T]`, else None.
   """
 
   program: Any
@@ -243,6 +276,7 @@ class CompiledAttack(NamedTuple):
   compile_seconds: float
   mesh: Mesh | None
   num_targets: int = 0
+  predict: Any = None
 
 
 def compile_attack(
@@ -280,6 +314,7 @@ def compile_transfer(
   batch_size: int,
   targeted: bool,
   mesh: Mesh | None = None,
+  target_axis: str | None = None,
 ) -> CompiledAttack:
   """`compile_attack` for transfer: craft on `source_params`, score every target model.
 
@@ -288,11 +323,46 @@ def compile_transfer(
     source_params: the model the adversarials are crafted on.
     target_params: T models of the same architecture, every leaf stacked [T, ...]; the
       adversarials of a batch are scored on all of them in the same program.
+    target_axis: `vmap` or `map` over the targets; None: `default_target_axis()`.
   """
   num_targets = jax.tree.leaves(target_params)[0].shape[0]
-  program = _transfer_program(make_attack, apply_fn, targeted)
+  target_axis = target_axis or default_target_axis()
+  if target_axis not in ('vmap', 'map'):
+    raise ValueError(f"target_axis must be 'vmap' or 'map', found {target_axis!r}")
+  program = _transfer_program(make_attack, apply_fn, targeted, target_axis)
   models = (source_params, target_params)
-  return _compile(program, models, image_shape, batch_size, targeted, mesh, num_targets)
+  compiled = _compile(program, models, image_shape, batch_size, targeted, mesh, num_targets)
+  batch_sharding = sharding.leading_axis_sharding(mesh) if mesh is not None else None
+  start = time.perf_counter()
+  predict = (
+    jax.jit(_predict_program(apply_fn, target_axis))
+    .lower(
+      compiled.params[1],
+      jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
+    )
+    .compile()
+  )
+  seconds = compiled.compile_seconds + time.perf_counter() - start
+  return compiled._replace(predict=predict, compile_seconds=seconds)
+
+
+def predict_targets(attack: CompiledAttack, images: np.ndarray) -> np.ndarray:
+  """int32 [N, T]: every target's clean prediction of `images` (a transfer program's).
+
+  The same for every source: compute it once and pass it to each `run_transfer`.
+  """
+  images = np.asarray(images, np.float32)
+  batch = attack.batch_size
+  parts = []
+  for lo in range(0, images.shape[0], batch):
+    x = _pad_to(images[lo : lo + batch], batch)
+    if attack.mesh is not None:
+      x = _global_batch(x, sharding.leading_axis_sharding(attack.mesh))
+    predictions = attack.predict(attack.params[1], x)
+    if jax.process_count() > 1:
+      predictions = multihost_utils.process_allgather(predictions, tiled=True)
+    parts.append(np.asarray(predictions))
+  return np.concatenate(parts)[: images.shape[0]]
 
 
 def _place(params: Any, mesh: Mesh | None) -> Any:
@@ -303,7 +373,8 @@ def _place(params: Any, mesh: Mesh | None) -> Any:
 
 
 def _compile(program, params, image_shape, batch_size, targeted, mesh, num_targets):
-  """Places `params` (replicated on a mesh) and compiles `program` ahead of time."""
+  """Places `params` (replicated on a mesh) and compiles `program` ahead of time (a
+  transfer program also takes the targets' clean predictions [B, T])."""
   batch_sharding = None
   if mesh is not None:
     sharding.check_divisible(batch_size, mesh, 'batch_size')
@@ -319,6 +390,11 @@ def _compile(program, params, image_shape, batch_size, targeted, mesh, num_targe
       jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
       jax.random.key_data(jax.random.key(0)),
       jax.ShapeDtypeStruct((), jnp.float32),
+      *(
+        [jax.ShapeDtypeStruct((batch_size, num_targets), jnp.int32, sharding=batch_sharding)]
+        if num_targets
+        else []
+      ),
     )
     .compile()
   )
@@ -327,7 +403,8 @@ def _compile(program, params, image_shape, batch_size, targeted, mesh, num_targe
 
 
 def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
-  """Runs one padded batch `(x, y, y_attack)` to `block_until_ready` (the timed part).
+  """Runs one padded batch `(x, y, y_attack[, clean_pred])` to `block_until_ready` (the
+  timed part).
 
   Returns:
     The program's outputs, gathered from every process.
@@ -339,7 +416,9 @@ def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
     replicated = sharding.replicated(attack.mesh)
     key_data = sharding.global_array(key_data, replicated)
     value = sharding.global_array(value, replicated)
-  result = jax.block_until_ready(attack.program(attack.params, *host_batch, key_data, value))
+  x, y_true, y_attack, *extra = host_batch
+  result = attack.program(attack.params, x, y_true, y_attack, key_data, value, *extra)
+  result = jax.block_until_ready(result)
   if jax.process_count() > 1:
     result = multihost_utils.process_allgather(result, tiled=True)
   return result
@@ -446,6 +525,7 @@ def run_transfer(
   *,
   key: jax.Array,
   source_params: Any = None,
+  clean_predictions: np.ndarray | None = None,
   value: float = 0.0,
   targets: np.ndarray | None = None,
   on_batch: BatchCallback | None = None,
@@ -453,15 +533,21 @@ def run_transfer(
   """Runs a `compile_transfer` program: one `AttackRun` per target model, in stacking order.
 
   `source_params` (any model of the program's architecture) replaces the source it was
-  compiled with, so one program serves every source. Every run shares the crafting pass:
-  its `batch_seconds` (crafting on the source and scoring all targets) and
-  `compile_seconds` are the same for every target.
+  compiled with, so one program serves every source; `clean_predictions` [N, T]
+  (`predict_targets`, the same for every source) is computed here when not given. Every
+  run shares the crafting pass: its `batch_seconds` (crafting on the source and scoring
+  all targets) and `compile_seconds` are the same for every target.
   """
   if not attack.num_targets:
     raise ValueError('run_transfer needs a program from compile_transfer')
   if source_params is not None:
     attack = attack._replace(params=(_place(source_params, attack.mesh), attack.params[1]))
-  outputs, batch_seconds = _run_batches(attack, images, labels, key, value, targets, on_batch)
+  if clean_predictions is None:
+    clean_predictions = predict_targets(attack, images)
+  clean_predictions = np.asarray(clean_predictions, np.int32)
+  outputs, batch_seconds = _run_batches(
+    attack, images, labels, key, value, targets, on_batch, extra=(clean_predictions,)
+  )
   num_examples = np.asarray(images).shape[0]
   return [
     _attack_run(
@@ -475,8 +561,9 @@ def run_transfer(
   ]
 
 
-def _run_batches(attack: CompiledAttack, images, labels, key, value, targets, on_batch):
-  """(per-batch host outputs, batch seconds [num_batches]) of a compiled program."""
+def _run_batches(attack: CompiledAttack, images, labels, key, value, targets, on_batch, extra=()):
+  """(per-batch host outputs, batch seconds [num_batches]) of a compiled program; `extra`:
+  more per-example inputs [N, ...] batched alongside the images."""
   images, labels, attack_labels = _checked_inputs(images, labels, targets)
   if (targets is not None) != attack.targeted:
     raise ValueError(f'the program was compiled targeted={attack.targeted}; targets do not fit')
@@ -486,7 +573,8 @@ def _run_batches(attack: CompiledAttack, images, labels, key, value, targets, on
   batch_seconds = np.zeros(num_batches)
   for index in range(num_batches):
     rows = slice(index * batch_size, (index + 1) * batch_size)
-    host_batch = [_pad_to(a[rows], batch_size) for a in (images, labels, attack_labels)]
+    columns = (images, labels, attack_labels, *extra)
+    host_batch = [_pad_to(a[rows], batch_size) for a in columns]
     start = time.perf_counter()
     key_data = jax.random.key_data(jax.random.fold_in(key, index))
     result = _run_batch(attack, host_batch, key_data, value)
