@@ -1,4 +1,4 @@
-"""The attack runner on 8 CPU devices gives the numbers of one device.
+"""The attack runner (transfer programs too) on 8 CPU devices gives the numbers of one device.
 
 Runs in a subprocess so that `--xla_force_host_platform_device_count=8` is set
 before JAX starts, whatever the rest of the test session did.
@@ -42,6 +42,18 @@ _SCRIPT = textwrap.dedent("""
     assert 'multiple of the number of devices' in str(e)
   else:
     raise AssertionError('batch 12 on 8 devices was accepted')
+  from beard_jax.evaluate.runner import compile_transfer, run_transfer
+  other = init_params(model, spec, jax.random.key(5))
+  targets = jax.tree.map(lambda *a: np.stack(a), params, other)
+  transfers = []
+  for mesh in (None, sharding.make_mesh(sharding.BATCH_AXIS)):
+    compiled = compile_transfer(lambda v: attack, apply_fn, params, targets, (32, 32, 3),
+                                batch_size=16, targeted=False, mesh=mesh)
+    transfers.append(run_transfer(compiled, images, labels, key=jax.random.key(1)))
+  for single, sharded in zip(*transfers):
+    np.testing.assert_array_equal(single.adv_pred, sharded.adv_pred)
+    np.testing.assert_array_equal(single.clean_correct, sharded.clean_correct)
+  np.testing.assert_array_equal(transfers[0][0].adv_pred, runs[0].adv_pred)
   print('sharded == single')
 """)
 
