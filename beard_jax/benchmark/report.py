@@ -291,9 +291,10 @@ def write_outputs(config, records: Sequence[Mapping]) -> dict[str, str]:
   )
   summary = summarize(rows)
   out_dir = os.path.join(config.workdir, 'leaderboards')
-  files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir)
-  files += write_curves(records, out_dir)
-  files += write_transfer(records, out_dir)
+  extra = write_curves(records, out_dir) + write_transfer(records, out_dir)
+  figures = [path for path in extra if path.endswith('.png')]
+  files = write_leaderboards([r for r in rows if r['adversary'] == 'all'], out_dir, figures)
+  files += extra
   transfer_rows = transfer_metrics(
     records, metrics_type=config.metrics_type, alpha=config.alpha, clean_time=config.clean_time
   )

@@ -6,7 +6,7 @@ import json
 import math
 import os
 import pathlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from beard_jax.leaderboard import boards as boards_lib
 from beard_jax.leaderboard import plots, render
@@ -22,12 +22,16 @@ def _json_safe(value):
   return value
 
 
-def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> list[str]:
+def write_leaderboards(
+  rows: Iterable[Mapping], out_dir: str | os.PathLike, extra_figures: Sequence[str] = ()
+) -> list[str]:
   """Writes boards (Markdown, CSV, HTML), the rows as JSON and the figures.
 
   Args:
     rows: metric rows from `beard_jax.metrics.compute_metrics`.
     out_dir: created if needed; files of the same names are overwritten.
+    extra_figures: PNGs written elsewhere (curves, transfer heatmaps) that the HTML page
+      embeds after its own figures (not in the returned paths).
 
   Returns:
     Paths written: `leaderboards.md`, `leaderboards.csv`, `leaderboards.html`,
@@ -69,7 +73,8 @@ def write_leaderboards(rows: Iterable[Mapping], out_dir: str | os.PathLike) -> l
   paths[0].write_text(render.to_markdown(boards, missing, accuracy), encoding='utf-8')
   paths[1].write_text(render.to_csv(boards), encoding='utf-8')
   embedded = [
-    (pathlib.Path(f).stem.replace('_', ' '), pathlib.Path(f).read_bytes()) for f in figures
+    (pathlib.Path(f).stem.replace('_', ' '), pathlib.Path(f).read_bytes())
+    for f in [*figures, *extra_figures]
   ]
   page = render.to_html(boards, missing, embedded, accuracy=accuracy)
   paths[2].write_text(page, encoding='utf-8')

@@ -157,6 +157,7 @@ def test_sweep_points_are_recorded_share_one_program_and_stay_out_of_the_metrics
   report = (workdir / 'report.md').read_text()
   assert '## Curves (`--sweep`)' in report and 'eps=2/255' in report
   assert (workdir / 'leaderboards' / 'curves.png').stat().st_size > 10_000
+  assert 'alt="curves"' in (workdir / 'leaderboards' / 'leaderboards.html').read_text()
   assert 'eps' in (workdir / 'leaderboards' / 'curve_areas.csv').read_text()
 
 

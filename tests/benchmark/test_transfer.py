@@ -62,8 +62,10 @@ def test_the_report_holds_the_matrices_and_a_rerun_adds_nothing(transfer_run):
   assert '## Transfer (`--transfer`)' in report and '| BACON IPC 50 |' in report
   assert "Per target, as BEARD's black-box scripts compute them" in report
   assert 'BACON/ipc50/seed0/standard' in (workdir / 'leaderboards/transfer_metrics.csv').read_text()
+  page = (workdir / 'leaderboards' / 'leaderboards.html').read_text()
   for mode in ('targeted', 'untargeted'):
     assert (workdir / 'leaderboards' / f'transfer_beard_{mode}.png').stat().st_size > 10_000
+    assert f'alt="transfer beard {mode}"' in page  # The HTML page embeds the heatmaps.
   result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert read_records(workdir) == records
