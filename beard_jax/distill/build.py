@@ -9,7 +9,7 @@ where an uninterrupted run ends), and writes the set with `pool_files`. A rerun
 after completion finds the sidecar of the same run and returns at once.
 
 Methods (`METHODS`, `get_method`): `random`, `herding`, `kcenter` (coresets of
-real images, `coreset`), `dm` (`dm`) and `idm` (`idm`).
+real images, `coreset`), `dc` and `dsa` (`dc`), `dm` (`dm`) and `idm` (`idm`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from absl import logging
 
 from beard_jax import provenance
 from beard_jax.data.specs import DatasetSpec
-from beard_jax.distill import coreset, dm, idm, pool_files, real_data, resumable
+from beard_jax.distill import coreset, dc, dm, idm, pool_files, real_data, resumable
 from beard_jax.models.convnet import ConvNet
 
 
@@ -79,6 +79,13 @@ def _run_dm(ctx: RunContext) -> tuple[np.ndarray, float]:
   return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds
 
 
+def _run_dc(ctx: RunContext) -> tuple[np.ndarray, float]:
+  state = dc.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
+  chunk = functools.partial(dc.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
+  state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
+  return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds
+
+
 def _run_idm(ctx: RunContext) -> tuple[np.ndarray, float]:
   state = idm.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
   chunk = functools.partial(idm.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
@@ -125,6 +132,10 @@ METHODS: dict[str, Method] = {
   ),
   'kcenter': Method(
     'KCENTER', _coreset_config, 0, functools.partial(_run_coreset, select='kcenter')
+  ),
+  'dc': Method('DC', functools.partial(dc.official_config, 'dc'), dc.OFFICIAL_ITERATIONS, _run_dc),
+  'dsa': Method(
+    'DSA', functools.partial(dc.official_config, 'dsa'), dc.OFFICIAL_ITERATIONS, _run_dc
   ),
   'dm': Method('DM', _dm_config, dm.OFFICIAL_ITERATIONS, _run_dm),
   'idm': Method('IDM', idm.official_config, idm.OFFICIAL_ITERATIONS, _run_idm),
@@ -198,7 +209,7 @@ def build_distilled_set(
   """Distils (or selects) `ipc` images per class and writes them into the pool at `out_dir`.
 
   Args:
-    method: `random`, `herding`, `kcenter`, `dm` or `idm` (`METHODS`).
+    method: `random`, `herding`, `kcenter`, `dc`, `dsa`, `dm` or `idm` (`METHODS`).
     spec: the dataset of the real images.
     real_images: uint8 [N, H, W, C], 0..255, the real training set (or a subset).
     real_labels: int [N] in [0, K).

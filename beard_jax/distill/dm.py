@@ -48,6 +48,7 @@ from jax import lax
 
 from beard_jax.data.augment import DEFAULT_STRATEGY
 from beard_jax.data.specs import DatasetSpec
+from beard_jax.distill import resumable
 from beard_jax.distill.class_chunks import (
   augmented_batches,
   class_means,
@@ -122,7 +123,8 @@ def init_from_real(
   return to_normalized(spec, images)
 
 
-def _optimizer(config: DMConfig) -> optax.GradientTransformation:
+def image_optimizer(config) -> optax.GradientTransformation:
+  """SGD on the synthetic images: `config.learning_rate`, `config.momentum` (DM, DC, DSA)."""
   return optax.sgd(config.learning_rate, momentum=config.momentum or None)
 
 
@@ -137,17 +139,19 @@ def init_state(
   if config.init not in INITS:
     raise ValueError(f'unknown init {config.init!r}; choose from {INITS}')
   check_ipc(data, ipc)
-  return _init_state(key, data, spec, ipc, config)
+  return init_image_state(key, data, spec, ipc, config)
 
 
 @functools.partial(jax.jit, static_argnames=('spec', 'ipc', 'config'))
-def _init_state(key, data, spec, ipc, config):
+def init_image_state(key, data, spec, ipc, config) -> DMState:
+  """A `DMState` at iteration 0 for any method whose config has `init`, `learning_rate`
+  and `momentum` (DM, DC, DSA): images from `init`, their SGD state, the run's key."""
   key_init, key_run = jax.random.split(key)
   if config.init == 'real':
     images = init_from_real(key_init, data, spec, ipc)
   else:
     images = jax.random.normal(key_init, (spec.num_classes, ipc, *spec.image_shape), jnp.float32)
-  return DMState(images, _optimizer(config).init(images), jnp.zeros((), jnp.int32), key_run)
+  return DMState(images, image_optimizer(config).init(images), jnp.zeros((), jnp.int32), key_run)
 
 
 def classes_loss(
@@ -206,7 +210,7 @@ def step(
     num_classes, real_batch_size(data, config.batch_real), spec.image_size
   )
   losses, grads = map_class_chunks(losses_and_grads, (state.images, labels, keys), chunk)
-  updates, opt_state = _optimizer(config).update(grads, state.opt_state, state.images)
+  updates, opt_state = image_optimizer(config).update(grads, state.opt_state, state.images)
   images = optax.apply_updates(state.images, updates)
   return DMState(images, opt_state, state.iteration + 1, state.key), jnp.sum(losses)
 
@@ -222,14 +226,7 @@ def run_chunk(
     count to divide it by (iterations × K) for the mean loss per class.
   """
 
-  def body(carry):
-    state, loss_sum = carry
-    state, loss = step(state, data, spec, config)
-    return state, loss_sum + loss
-
-  start = state.iteration
-  state, loss_sum = lax.while_loop(
-    lambda carry: carry[0].iteration < stop, body, (state, jnp.zeros((), jnp.float32))
+  state, loss_sum, done = resumable.iterate_until(
+    lambda state: step(state, data, spec, config), state, stop
   )
-  count = (state.iteration - start) * state.images.shape[0]
-  return state, loss_sum, count.astype(jnp.float32)
+  return state, loss_sum, (done * state.images.shape[0]).astype(jnp.float32)

@@ -59,6 +59,7 @@ from jax import lax
 from beard_jax.data.augment import DEFAULT_STRATEGY
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.distill import model_queue as mq
+from beard_jax.distill import resumable
 from beard_jax.distill.class_chunks import (
   augmented_batches,
   class_means,
@@ -354,17 +355,10 @@ def run_chunk(
     loss per class (iterations × train_net_num × K; the reference prints Σ/K).
   """
 
-  def body(carry):
-    state, loss_sum = carry
-    state, loss = step(state, data, spec, config)
-    return state, loss_sum + loss
-
-  start = state.iteration
-  state, loss_sum = lax.while_loop(
-    lambda carry: carry[0].iteration < stop, body, (state, jnp.zeros((), jnp.float32))
+  state, loss_sum, done = resumable.iterate_until(
+    lambda state: step(state, data, spec, config), state, stop
   )
-  count = (state.iteration - start) * config.train_net_num * state.images.shape[0]
-  return state, loss_sum, count.astype(jnp.float32)
+  return state, loss_sum, (done * config.train_net_num * state.images.shape[0]).astype(jnp.float32)
 
 
 def finalize(state: IDMState) -> jax.Array:

@@ -95,6 +95,26 @@ def _to_host(leaf: Any) -> np.ndarray:
   return np.asarray(leaf)
 
 
+def iterate_until(step: Callable[[Any], tuple[Any, jax.Array]], state: Any, stop) -> tuple:
+  """`step` from `state.iteration` up to `stop` in one `lax.while_loop` (inside a method's
+  jitted `run_chunk`).
+
+  Returns:
+    (the state at `stop`, the sum of the losses `step` returned, iterations run int32).
+  """
+  start = state.iteration
+
+  def body(carry):
+    state, loss_sum = carry
+    state, loss = step(state)
+    return state, loss_sum + loss
+
+  state, loss_sum = jax.lax.while_loop(
+    lambda carry: carry[0].iteration < stop, body, (state, jax.numpy.zeros((), jax.numpy.float32))
+  )
+  return state, loss_sum, state.iteration - start
+
+
 def save_checkpoint(
   path: str | os.PathLike, state: Any, fingerprint: str, elapsed_seconds: float
 ) -> None:

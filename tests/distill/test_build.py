@@ -27,10 +27,12 @@ HPARAMS = {
   'random': {},
   'herding': dict(TINY_NET, feature_epochs=1),
   'kcenter': dict(TINY_NET, feature_net='random'),
+  'dc': dict(TINY_NET, batch_real=4, outer_loop=2, inner_loop=1),
+  'dsa': dict(TINY_NET, batch_real=4, outer_loop=2, inner_loop=1, dsa_strategy='crop_flip'),
   'dm': dict(TINY_NET, dsa_strategy='crop_flip'),
   'idm': dict(TINY_NET, dsa_strategy='crop_flip', net_num=4, trained_bs=16, model_train_steps=1),
 }
-ITERATIONS = {'dm': 6, 'idm': 6}
+ITERATIONS = {'dc': 6, 'dsa': 6, 'dm': 6, 'idm': 6}
 
 
 @pytest.fixture(scope='module')
@@ -95,7 +97,7 @@ def test_both_formats_load_to_the_same_set_with_provenance(method, real_subset, 
   assert not pool_paths(tmp_path, name, SPEC, 2).checkpoint.exists()
 
 
-@pytest.mark.parametrize('method', ['dm', 'idm'])
+@pytest.mark.parametrize('method', ['dc', 'dsa', 'dm', 'idm'])
 def test_same_key_same_bits_and_interrupted_runs_resume_to_them(method, real_subset, tmp_path):
   reference = pathlib.Path(_build(method, real_subset, tmp_path / 'a'))
   again = pathlib.Path(_build(method, real_subset, tmp_path / 'b'))
@@ -150,8 +152,8 @@ def test_a_finished_set_is_not_rebuilt_and_foreign_checkpoints_are_refused(real_
 
 
 def test_bad_names_list_the_choices(real_subset, tmp_path):
-  with pytest.raises(ValueError, match=r"unknown distillation method 'dc'.*'dm', 'herding'"):
-    build_distilled_set('dc', SPEC, *real_subset, 1, key=0, out_dir=tmp_path)
+  with pytest.raises(ValueError, match=r"unknown distillation method 'dd'.*'dc', 'dm', 'dsa'"):
+    build_distilled_set('dd', SPEC, *real_subset, 1, key=0, out_dir=tmp_path)
   with pytest.raises(ValueError, match=r"unknown dm hyperparameters \['lr'\]; choose from"):
     method_config('dm', SPEC, 1, {'lr': 1.0})
   with pytest.raises(ValueError, match='IPC 9 needs'):
