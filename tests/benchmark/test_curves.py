@@ -161,6 +161,7 @@ def test_sweep_points_are_recorded_share_one_program_and_stay_out_of_the_metrics
   assert 'eps' in (workdir / 'leaderboards' / 'curve_areas.csv').read_text()
 
 
+@pytest.mark.slow  # One more launch; resuming cells is tested in test_launch_resume.
 def test_a_rerun_with_the_sweep_resumes_and_adding_a_point_runs_only_that_point(swept_run):
   command, env, workdir, records = swept_run
   extended = [c if not c.startswith('--sweep') else '--sweep=eps:0,2/255,4/255,8/255'

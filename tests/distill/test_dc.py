@@ -47,7 +47,8 @@ def test_official_loops_and_settings():
   assert (dsa.init, dsa.dsa_strategy) == ('real', 'color_crop_cutout_flip_scale_rotate')
 
 
-@pytest.mark.parametrize('strategy', ['none', 'crop_flip'])
+# With DSA the same loss and gradients run on augmented batches: slow set.
+@pytest.mark.parametrize('strategy', ['none', pytest.param('crop_flip', marks=pytest.mark.slow)])
 def test_matching_a_fixed_network_lowers_the_distance(real_data_path, strategy):
   with np.load(real_data_path('cifar10/train_1k_per_class.npz')) as archive:
     images, labels = archive['images'], archive['labels']

