@@ -4,7 +4,8 @@
     --beard_logs=BACON_ConvNet_CIFAR10_50_evaluation_log.txt
 
 Prints a Markdown table, one row per record of ours that has a published counterpart
-(method, dataset, IPC, attack, mode): our accuracy and its example count N, the published
+(method, dataset, IPC, attack, mode, and for `--transfer` records the model scored, from
+a transfer log's per-model accuracies): our accuracy and its example count N, the published
 one, the difference, and a verdict; under it, a note for each N of ours that is not the
 published N (`--full_set`, BEARD's 10,000 test images): "N 512 vs published 10000".
 
@@ -54,8 +55,9 @@ def wilson_interval(percent: float, n: int) -> tuple[float, float]:
 
 def _key(record: Mapping) -> tuple:
   attack = aggregate.canonical_attack_name(record['attack'])
+  scored_on = (record.get('transfer_to') or '').split('/')[0].lower()
   return (record['method'].lower(), record['dataset'].lower().replace('-', ''), int(record['ipc']),
-          attack, bool(record['targeted']))  # fmt: skip
+          attack, bool(record['targeted']), scored_on)  # fmt: skip
 
 
 def compare(
@@ -77,8 +79,7 @@ def compare(
   reference = {_key(r): r for r in published}
   rows = []
   for record in ours:
-    white_box = not record.get('sweep') and not record.get('transfer_to')
-    match = reference.get(_key(record)) if white_box else None
+    match = None if record.get('sweep') else reference.get(_key(record))
     if match is None:
       continue
     attack = _key(record)[3]
@@ -97,13 +98,15 @@ def compare(
       low, high = wilson_interval(tie_low, n)[0], wilson_interval(tie_high, n)[1]
       verdict = 'within 95 %' if low <= expected <= high else 'outside 95 %'
     rows.append(
-      dict(method=record['method'], ipc=record['ipc'], attack=attack,
+      dict(method=record['method'], scored_on=_key(record)[5].upper() or MISSING,
+           ipc=record['ipc'], attack=attack,
            mode='targeted' if record['targeted'] else 'untargeted', ours=value, n=n,
            published_n=full_set, published=expected, diff=value - expected,
            images=round((value - expected) * n / 100), low=low, high=high, ties=ties,
            verdict=verdict)
     )  # fmt: skip
-  return sorted(rows, key=lambda r: (r['method'], r['ipc'], r['attack'], r['mode'], -r['n']))
+  order = ('method', 'scored_on', 'ipc', 'attack', 'mode')
+  return sorted(rows, key=lambda r: (*(r[k] for k in order), -r['n']))
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -123,7 +126,9 @@ def markdown_table(rows: list[dict]) -> str:
       'verdict': [r['verdict'] for r in rows],
     }
   )
-  table = frame_to_markdown(frame, left=('method', 'attack', 'mode', 'verdict'))
+  if any(r['scored_on'] != MISSING for r in rows):  # Transfer rows: the model scored.
+    frame.insert(1, 'scored on', [r['scored_on'] for r in rows])
+  table = frame_to_markdown(frame, left=('method', 'scored on', 'attack', 'mode', 'verdict'))
   notes = sample_size_notes(rows)
   return table + ''.join(f'\n\n{note}' for note in notes)
 
@@ -156,6 +161,10 @@ def main(argv: list[str]) -> None:
         raise FileNotFoundError(f'no results file {path}')
       ours += [json.loads(line) for line in read_complete_lines(path)]
     published = beard_log.load_beard_logs(_LOGS.value)
+    for path in _LOGS.value:  # Transfer logs: also every model's accuracy.
+      with open(path, encoding='utf-8') as f:
+        if 'eval_accuracies_target' in f.read():
+          published += beard_log.parse_beard_transfer_log(path)
   except (ValueError, OSError) as e:
     print(f'error: {e}', file=sys.stderr)
     sys.exit(1)

@@ -93,3 +93,19 @@ def test_table_says_when_our_n_differs_from_the_published_n():
   assert 'vs published' not in full
   # One Markdown writer (a DataFrame's): numbers right-aligned, text left-aligned.
   assert '\n|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|\n' in table
+
+
+def test_transfer_records_meet_the_transfer_logs_per_model_accuracies():
+  log = LOG.parent / 'Transfer_BACON_ConvNet_CIFAR10_50_evaluation_log.txt'
+  published = beard_log.parse_beard_transfer_log(log)
+  ours = [
+    dict(_record('fgsm', True, 30.56, 10000), transfer_to='DC/ipc50/seed0/standard'),
+    dict(_record('fgsm', True, 30.0, 10000), transfer_to='DM/ipc50/seed0/standard'),
+    _record('fgsm', True, 44.68, 10000),  # White-box: the transfer log has no such row.
+  ]
+  rows = compare.compare(ours, published)
+  assert [(r['scored_on'], r['published'], r['verdict']) for r in rows] == [
+    ('DC', pytest.approx(30.56), 'equal'),
+    ('DM', pytest.approx(41.19), 'differs'),
+  ]
+  assert '| scored on |' in compare.markdown_table(rows)
