@@ -25,4 +25,4 @@ def test_beard_query_suite_runs_as_beards_code(real_data_path, tmp_path):
   for r in records.values():  # (Under beard the [0, 1] clamp of normalised tensors moves
     assert r['robust_acc'] <= r['clean_acc']  # pixels far beyond eps: no ball to check.)
     assert r['perturbation_space'] == 'normalized'
-  assert '| Square |' in (workdir / 'leaderboards' / 'leaderboards.md').read_text()
+  assert 'Square targeted' in (workdir / 'leaderboards' / 'leaderboards.md').read_text()
