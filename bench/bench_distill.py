@@ -31,7 +31,6 @@ float32 matmul in either framework: the ceiling any DM implementation could reac
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import statistics
@@ -41,6 +40,7 @@ import time
 import common  # bench-local: puts the repo root on sys.path
 import jax
 import numpy as np
+import torch_dsa
 from absl import app, flags
 
 from beard_jax.data.specs import get_dataset_spec
@@ -54,7 +54,6 @@ flags.DEFINE_integer('repeats', 2, 'alternating rounds (medians reported)')
 flags.DEFINE_list('class_chunks', ['0', '1'], 'our class_chunk settings (0: auto = all of K here)')
 flags.DEFINE_bool('torch', True, 'time the PyTorch loop too')
 
-STRATEGY = 'color_crop_cutout_flip_scale_rotate'
 # On a shared, oversubscribed CPU, OpenMP's spinning barriers made torch's 2-thread ConvNet
 # passes ~100x slower (measured: 0.23 s vs 2 ms per 1-image forward); sleep instead.
 os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
@@ -119,55 +118,6 @@ def matmul_peak_gflops(side: str, n: int = 2048, repeats: int = 5) -> float:
   return 2 * n**3 / statistics.median(times) / 1e9
 
 
-def _torch_siamese(torch, x, op: str, draw: dict):
-  """DSA op `op` with the per-batch parameters `draw` on an NCHW batch."""
-  functional = torch.nn.functional
-  if op == 'color':
-    x = x + (draw['b'] - 0.5)
-    pixel_mean = x.mean(dim=1, keepdim=True)
-    x = (x - pixel_mean) * (draw['s'] * 2.0) + pixel_mean
-    image_mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - image_mean) * (draw['c'] + 0.5) + image_mean
-  if op == 'crop':
-    size = x.shape[-1]
-    padded = functional.pad(x, (4, 4, 4, 4))
-    top, left = 4 + draw['dy'], 4 + draw['dx']
-    return padded[:, :, top : top + size, left : left + size]
-  if op == 'cutout':
-    x = x.clone()
-    y0, x0 = max(draw['cy'] - 8, 0), max(draw['cx'] - 8, 0)
-    x[:, :, y0 : draw['cy'] + 8, x0 : draw['cx'] + 8] = 0
-    return x
-  if op == 'flip':
-    return x.flip(3) if draw['f'] < 0.5 else x
-  if op == 'scale':
-    theta = [[draw['sx'], 0.0, 0.0], [0.0, draw['sy'], 0.0]]
-  else:  # rotate
-    angle = (draw['r'] - 0.5) * 2 * 15 / 180 * math.pi
-    theta = [[math.cos(angle), -math.sin(angle), 0.0], [math.sin(angle), math.cos(angle), 0.0]]
-  theta = torch.tensor([theta], dtype=x.dtype).expand(x.shape[0], 2, 3)
-  grid = functional.affine_grid(theta, list(x.shape), align_corners=False)
-  return functional.grid_sample(x, grid, align_corners=False)
-
-
-def _draw(rng: random.Random) -> tuple[str, dict]:
-  op = rng.choice(STRATEGY.split('_'))
-  draw = {
-    'b': rng.random(),
-    's': rng.random(),
-    'c': rng.random(),
-    'dy': rng.randint(-4, 4),
-    'dx': rng.randint(-4, 4),
-    'cy': rng.randint(0, 32),
-    'cx': rng.randint(0, 32),
-    'f': rng.random(),
-    'sx': rng.uniform(1 / 1.2, 1.2),
-    'sy': rng.uniform(1 / 1.2, 1.2),
-    'r': rng.random(),
-  }
-  return op, draw
-
-
 def make_torch(images, labels):
   """run(iterations) -> seconds for the plain PyTorch DM loop."""
   torch = common.import_torch()
@@ -190,10 +140,10 @@ def make_torch(images, labels):
     for c, index in enumerate(by_class):
       batch = real[generator.permutation(index)[: FLAGS.batch_real]]
       own = syn[c * FLAGS.ipc : (c + 1) * FLAGS.ipc]
-      op, draw = _draw(rng)
+      op, draw = torch_dsa.draw_op(rng)
       with torch.no_grad():
-        real_mean = net.features(_torch_siamese(torch, batch, op, draw)).flatten(1).mean(0)
-      syn_mean = net.features(_torch_siamese(torch, own, op, draw)).flatten(1).mean(0)
+        real_mean = net.features(torch_dsa.siamese(torch, batch, op, draw)).flatten(1).mean(0)
+      syn_mean = net.features(torch_dsa.siamese(torch, own, op, draw)).flatten(1).mean(0)
       loss = loss + torch.sum((real_mean - syn_mean) ** 2)
     optimizer.zero_grad()
     loss.backward()
