@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from attacks import deepfool, square
+from attacks import deepfool, spsa, square
 from attacks.apgd import make_apgd_ce, make_apgd_dlr, make_apgd_t
 from attacks.autoattack import make_autoattack
 from attacks.base import Attack
@@ -30,7 +30,6 @@ from attacks.cw import make_cw
 from attacks.fab import make_fab_t
 from attacks.fgsm import make_fgsm
 from attacks.pgd import make_pgd, make_pgd_l2
-from attacks.spsa import make_spsa
 
 MODES = ('untargeted', 'targeted')
 BOTH_MODES = frozenset(MODES)
@@ -87,7 +86,12 @@ SPECS: dict[str, AttackSpec] = {
   'square': AttackSpec(
     square.make_square, BOTH_MODES, _SQUARE_SLOTS, 'Square, score-based random search, L∞'
   ),
-  'spsa': AttackSpec(make_spsa, BOTH_MODES, {}, 'SPSA, gradient-free Adam on estimated gradients'),
+  'spsa': AttackSpec(
+    spsa.make_spsa,
+    BOTH_MODES,
+    {'max_batch_size': spsa.default_directions_per_pass},
+    'SPSA, gradient-free Adam on estimated gradients',
+  ),
   'autoattack': AttackSpec(
     make_autoattack,
     BOTH_MODES,

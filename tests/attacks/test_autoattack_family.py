@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import attacks
-from attacks import losses, targets
+from attacks import losses, spsa, targets
 from attacks.apgd import checkpoint_schedule
 from attacks.fab import project_linf_box
 from attacks.square import p_selection
@@ -304,3 +304,18 @@ def test_square_result_does_not_depend_on_slots(beard_net, images):
 def test_square_rejects_bad_slots():
   with pytest.raises(ValueError, match='slots must be None or >= 1'):
     attacks.get_attack('square', slots=0)
+
+
+def test_spsa_chunking_bounds_memory_without_changing_the_directions(small_net, small_batch):
+  apply_fn, params = small_net
+  x, y = small_batch
+  runs = [
+    np.asarray(_run('spsa', apply_fn, params, x, y, steps=2, nb_sample=16, max_batch_size=m))
+    for m in (2, 16)
+  ]
+  np.testing.assert_allclose(runs[0], runs[1], atol=1e-4)  # Same directions; sums round apart.
+  # A 256-image batch evaluates 8 directions per pass (4,096 images), not 64 (32,768).
+  assert spsa.default_directions_per_pass(256) == 8
+  assert spsa.default_directions_per_pass(1) == 64 and spsa.default_directions_per_pass(5000) == 1
+  resolved = attacks.resolve_hparams('spsa', {'nb_sample': 128}, 250)
+  assert resolved['max_batch_size'] == 8
