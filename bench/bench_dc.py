@@ -60,20 +60,7 @@ def make_ours(images, labels):
   data = real_data.index_by_class(images, labels, spec.num_classes)
   config = _config()
   state = dc.init_state(jax.random.key(0), data, spec, FLAGS.ipc, config)
-  start = time.perf_counter()
-  compiled = dc.run_chunk.lower(state, np.int32(1), data, spec, config).compile()
-  compile_seconds = time.perf_counter() - start
-  holder = [state]
-
-  def run(iterations: int) -> float:
-    state = holder[0]
-    start = time.perf_counter()
-    state, loss_sum, _ = compiled(state, np.int32(int(state.iteration) + iterations), data)
-    jax.block_until_ready((state, loss_sum))
-    holder[0] = state
-    return time.perf_counter() - start
-
-  return run, compile_seconds
+  return common.distill_runner(dc.run_chunk, state, data, spec, config)
 
 
 def make_torch(images, labels):

@@ -71,21 +71,7 @@ def make_ours(images, labels, class_chunk: int):
   data = real_data.index_by_class(images, labels, spec.num_classes)
   config = dm.DMConfig(batch_real=FLAGS.batch_real, class_chunk=class_chunk)
   state = dm.init_state(jax.random.key(0), data, spec, FLAGS.ipc, config)
-  start = time.perf_counter()
-  compiled = dm.run_chunk.lower(state, np.int32(1), data, spec, config).compile()
-  compile_seconds = time.perf_counter() - start
-  holder = [state]
-
-  def run(iterations: int) -> float:
-    state = holder[0]
-    stop = np.int32(int(state.iteration) + iterations)
-    start = time.perf_counter()
-    state, loss_sum, _ = compiled(state, stop, data)
-    jax.block_until_ready((state, loss_sum))
-    holder[0] = state
-    return time.perf_counter() - start
-
-  return run, compile_seconds
+  return common.distill_runner(dm.run_chunk, state, data, spec, config)
 
 
 def iteration_gflop(images, labels) -> float:
