@@ -36,13 +36,17 @@ HELP = {
   'dataset_pool': 'folder of distilled sets made elsewhere to train models on (read only)',
   'distilled_set': 'one distilled set to benchmark alone (.pt, .npz or an MTT folder; README, '
   'Data); method from --methods or the file name',
-  'distill': 'comma-separated methods (random, herding, kcenter, dc, dsa, dm, idm) to build from '
+  'distill': 'comma-separated methods (random, herding, kcenter, dc, dsa, dm, idm, mtt) to build '
+  'from '
   'the real training split where no pool holds them for the dataset and IPC; empty = build '
   'nothing',
-  'distill_iterations': 'updates of the iterative methods (dc, dsa, dm, idm); 0 = the official '
-  'budget',
+  'distill_iterations': 'updates of the iterative methods (dc, dsa, dm, idm, mtt); 0 = the '
+  'official budget',
   'distill_batch_real': 'real images per class per DM/IDM matching step; 0 = the official '
   'number (256, or what the IDM command gives): a budget knob for small machines',
+  'distill_hparams': "comma-separated name=value overrides of the built methods' "
+  'hyperparameters, applied to every --distill method that has the field (e.g. '
+  'num_experts=2,expert_train_epochs=3 for MTT on a small machine); empty = official',
   'distill_dir': 'where built sets are cached (and read from as a second dataset pool)',
   'model_pool': 'folder of trained models (project checkpoints or BEARD .pth files)',
   'workdir': 'where records, models, metrics, reports and leaderboards go; rerunning resumes it',
@@ -90,6 +94,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.distill = 'random,herding,dm,idm'
   config.distill_iterations = 0
   config.distill_batch_real = 0
+  config.distill_hparams = ''
   config.distill_dir = 'runs/dataset_pool'
   config.model_pool = ''
   config.workdir = 'runs/default'

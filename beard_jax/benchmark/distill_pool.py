@@ -6,7 +6,8 @@
 `--distill` that neither pool holds for the run's dataset and IPC is built from the
 real training split (`beard_jax.distill.build_distilled_set`, seeded by `--seed`,
 `--distill_iterations` updates or the method's official budget, `--distill_batch_real`
-real images per class and step or the official number) into the cache, then
+real images per class and step or the official number, `--distill_hparams` overrides)
+into the cache, then
 trained on like any other set. A set in `--dataset_pool` wins over the cache's.
 Building is resumable: a killed run continues the distillation where its last
 checkpoint left it.
@@ -24,7 +25,13 @@ from beard_jax.benchmark.plan import DATA_DIR_ENV, RunPlan, split_list
 from beard_jax.data.dataset_pool import find_dataset_pool, infer_method
 from beard_jax.data.real import ImageSet, load_real_dataset
 from beard_jax.data.specs import DatasetSpec
-from beard_jax.distill import build_distilled_set, get_method, method_config
+from beard_jax.distill import (
+  build_distilled_set,
+  get_method,
+  method_config,
+  parse_overrides,
+  typed_overrides,
+)
 from beard_jax.errors import DataMissingError
 
 
@@ -69,12 +76,19 @@ def methods_to_build(plan: RunPlan, found: dict[str, pathlib.Path]) -> list[str]
   return [m for m in split_list(plan.config.distill) if get_method(m).pool_name not in found]
 
 
-def _budget_overrides(method: str, plan: RunPlan) -> dict[str, int]:
-  """`--distill_batch_real` for the methods that match real batches (DM, IDM)."""
-  batch_real = plan.config.distill_batch_real
-  if batch_real and 'batch_real' in method_config(method, plan.spec, plan.config.ipc)._fields:
-    return {'batch_real': batch_real}
-  return {}
+def _budget_overrides(method: str, plan: RunPlan) -> dict:
+  """`--distill_hparams` (the fields `method` has), then `--distill_batch_real` for the
+  methods that match real batches (DC, DSA, DM, IDM)."""
+  config = plan.config
+  overrides = typed_overrides(
+    method, plan.spec, config.ipc, parse_overrides(config.distill_hparams)
+  )
+  if (
+    config.distill_batch_real
+    and 'batch_real' in method_config(method, plan.spec, config.ipc)._fields
+  ):
+    overrides['batch_real'] = config.distill_batch_real
+  return overrides
 
 
 def distilled_sets(plan: RunPlan) -> dict[str, pathlib.Path]:

@@ -155,8 +155,14 @@ class RunPlan:
     return not self.config.model_pool
 
   def result_config(self) -> dict[str, Any]:
-    """The part of the config that determines results (hashed into every record)."""
-    return {field: self.config[field] for field in RESULT_FIELDS}
+    """The part of the config that determines results (hashed into every record).
+
+    `distill_hparams` joins only when set, so that workdirs from before the flag keep
+    their hash."""
+    fields = {field: self.config[field] for field in RESULT_FIELDS}
+    if self.config.distill_hparams:
+      fields['distill_hparams'] = self.config.distill_hparams
+    return fields
 
 
 def split_list(text: str) -> list[str]:
@@ -208,13 +214,28 @@ def _check_paths(config) -> None:
     )
 
 
-def _check_distill(config) -> None:
+def _check_distill(config, spec: DatasetSpec) -> None:
   if config.model_pool or not config.distill:
     return
-  for name in split_list(config.distill):
+  methods = split_list(config.distill)
+  for name in methods:
     _choose('distill', name, distill.METHODS)
   if config.ipc < 1:
     raise ConfigError('--distill builds sets of one IPC: give --ipc >= 1')
+  try:
+    overrides = distill.parse_overrides(config.distill_hparams)
+    fields = set()
+    for method in methods:
+      fields.update(distill.method_config(method, spec, config.ipc)._fields)
+      distill.typed_overrides(method, spec, config.ipc, overrides)
+  except ValueError as error:
+    raise ConfigError(f'--distill_hparams: {error}') from None
+  unknown = sorted(set(overrides) - fields)
+  if unknown:
+    raise ConfigError(
+      f'--distill_hparams: {", ".join(unknown)} is not a hyperparameter of --distill='
+      f'{config.distill}; choose from {", ".join(sorted(fields))}'
+    )
 
 
 def _resolve_attacks(config, protocol, batch_size: int) -> tuple[tuple, tuple, dict]:
@@ -296,7 +317,7 @@ def resolve_plan(config) -> RunPlan:
   sweep = parse_sweep(config.sweep)
   sweeps = swept_attacks(sweep, hparams) if sweep else {}
   _check_paths(config)
-  _check_distill(config)
+  _check_distill(config, spec)
   results_file = RESULTS_FILE
   if config.num_tasks > 1 and not config.merge:
     results_file = f'results.task-{config.task_index}-of-{config.num_tasks}.jsonl'

@@ -9,7 +9,8 @@ where an uninterrupted run ends), and writes the set with `pool_files`. A rerun
 after completion finds the sidecar of the same run and returns at once.
 
 Methods (`METHODS`, `get_method`): `random`, `herding`, `kcenter` (coresets of
-real images, `coreset`), `dc` and `dsa` (`dc`), `dm` (`dm`) and `idm` (`idm`).
+real images, `coreset`), `dc` and `dsa` (`dc`), `dm` (`dm`), `idm` (`idm`) and `mtt`
+(`mtt`, its expert buffers kept under `out_dir/.mtt_experts/`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,18 @@ from absl import logging
 
 from beard_jax import provenance
 from beard_jax.data.specs import DatasetSpec
-from beard_jax.distill import coreset, dc, dm, idm, pool_files, real_data, resumable
+from beard_jax.distill import (
+  coreset,
+  dc,
+  dm,
+  experts,
+  idm,
+  mtt,
+  pool_files,
+  real_data,
+  resumable,
+  zca,
+)
 from beard_jax.models.convnet import ConvNet
 
 
@@ -43,6 +55,7 @@ class RunContext(NamedTuple):
     options: checkpointing and progress of iterative runs.
     real_images: uint8 [N, H, W, C], the real set as given.
     real_labels: int [N].
+    out_dir: the pool root (MTT keeps its expert buffers under it).
   """
 
   key: jax.Array
@@ -54,6 +67,7 @@ class RunContext(NamedTuple):
   options: resumable.RunOptions
   real_images: np.ndarray
   real_labels: np.ndarray
+  out_dir: str
 
 
 class Method(NamedTuple):
@@ -63,34 +77,82 @@ class Method(NamedTuple):
     pool_name: its name in pool file names (`DM`, `IDM`, `RANDOM`, …).
     default_config: `(dataset, ipc) -> config` with the official defaults.
     default_iterations: iterations when none are asked for (0: not iterative).
-    run: `run(context) -> (normalised images [K·ipc, H, W, C], seconds)`.
+    run: `run(context) -> (normalised images [K·ipc, H, W, C], seconds, extra sidecar
+      metadata)`.
   """
 
   pool_name: str
   default_config: Callable[[str, int], Any]
   default_iterations: int
-  run: Callable[[RunContext], tuple[np.ndarray, float]]
+  run: Callable[[RunContext], tuple[np.ndarray, float, dict[str, Any]]]
 
 
-def _run_dm(ctx: RunContext) -> tuple[np.ndarray, float]:
+def _run_dm(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
   state = dm.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
   chunk = functools.partial(dm.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
   state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
-  return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds
+  return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds, {}
 
 
-def _run_dc(ctx: RunContext) -> tuple[np.ndarray, float]:
+def _run_dc(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
   state = dc.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
   chunk = functools.partial(dc.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
   state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
-  return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds
+  return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds, {}
 
 
-def _run_idm(ctx: RunContext) -> tuple[np.ndarray, float]:
+def _run_idm(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
   state = idm.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
   chunk = functools.partial(idm.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
   state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
-  return np.asarray(idm.finalize(state)), seconds
+  return np.asarray(idm.finalize(state)), seconds, {}
+
+
+def _run_mtt(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
+  config = ctx.config
+  mtt.check_config(config)
+  real_data.check_ipc(ctx.data, ctx.ipc)
+  whitening = zca.fit_zca(ctx.real_images, config.zca_eps) if config.zca else None
+  inputs = mtt.to_model_input(
+    ctx.spec, whitening, jax.numpy.asarray(ctx.real_images, jax.numpy.float32) / 255.0
+  )
+  model = ConvNet(ctx.spec.num_classes, width=config.net_width, depth=config.net_depth)
+  experts_config = mtt.expert_config(config)
+  description = {
+    'dataset': ctx.spec.name,
+    'real_data': real_data.real_data_sha256(ctx.real_images, ctx.real_labels),
+    'zca_eps': config.zca_eps if config.zca else None,
+    'net': [config.net_width, config.net_depth],
+  }
+  key_data = np.asarray(jax.random.key_data(ctx.key)).tolist()
+  buffer_hash = provenance.config_hash(
+    {**description, 'experts': experts_config._asdict(), 'key': key_data}
+  )
+  buffer_dir = os.path.join(ctx.out_dir, '.mtt_experts', buffer_hash)
+  key_experts, key_distill = jax.random.split(ctx.key)
+  trajectories, experts_seconds = experts.build_buffer(
+    key_experts,
+    inputs,
+    jax.numpy.asarray(ctx.real_labels, jax.numpy.int32),
+    model,
+    ctx.spec,
+    experts_config,
+    buffer_dir,
+    description,
+    mtt.epochs_needed(config),
+    ctx.options.progress,
+  )
+  del inputs
+  state = mtt.init_state(key_distill, ctx.data, whitening, ctx.spec, ctx.ipc, config)
+  chunk = functools.partial(mtt.run_chunk, trajectories=trajectories, spec=ctx.spec, config=config)
+  state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
+  images = mtt.to_normalized(ctx.spec, whitening, state.images)
+  extra = {
+    'learned_lr': float(state.syn_lr),
+    'expert_buffer': buffer_dir,
+    'experts_seconds': experts_seconds,
+  }
+  return np.asarray(images).reshape(-1, *ctx.spec.image_shape), seconds, extra
 
 
 def _embeddings(ctx: RunContext, key: jax.Array) -> jax.Array:
@@ -100,7 +162,7 @@ def _embeddings(ctx: RunContext, key: jax.Array) -> jax.Array:
   return coreset.class_features(model, params, ctx.data, ctx.spec, config.embed_batch)
 
 
-def _run_coreset(ctx: RunContext, select: str) -> tuple[np.ndarray, float]:
+def _run_coreset(ctx: RunContext, select: str) -> tuple[np.ndarray, float, dict[str, Any]]:
   start = time.perf_counter()
   logging.info('%s: selecting %d real images per class', ctx.options.label, ctx.ipc)
   key_net, key_select = jax.random.split(ctx.key)
@@ -112,7 +174,7 @@ def _run_coreset(ctx: RunContext, select: str) -> tuple[np.ndarray, float]:
     features = _embeddings(ctx, key_net)
     selection = coreset.select_kcenter(key_select, features, ctx.data.counts, ctx.ipc)
   images = np.asarray(coreset.gather_selection(ctx.data, ctx.spec, selection))
-  return images, time.perf_counter() - start
+  return images, time.perf_counter() - start, {}
 
 
 def _coreset_config(dataset: str, ipc: int) -> coreset.CoresetConfig:
@@ -138,6 +200,7 @@ METHODS: dict[str, Method] = {
     'DSA', functools.partial(dc.official_config, 'dsa'), dc.OFFICIAL_ITERATIONS, _run_dc
   ),
   'dm': Method('DM', _dm_config, dm.OFFICIAL_ITERATIONS, _run_dm),
+  'mtt': Method('MTT', mtt.official_config, mtt.OFFICIAL_ITERATIONS, _run_mtt),
   'idm': Method('IDM', idm.official_config, idm.OFFICIAL_ITERATIONS, _run_idm),
 }
 
@@ -161,6 +224,55 @@ def method_config(method: str, spec: DatasetSpec, ipc: int, hparams: dict[str, A
   if unknown:
     raise ValueError(f'unknown {method} hyperparameters {unknown}; choose from {config._fields}')
   return config._replace(**(hparams or {}))
+
+
+_TRUE, _FALSE = ('true', '1', 'yes'), ('false', '0', 'no')
+
+
+def _typed(name: str, text: str, like: Any) -> Any:
+  """`text` as the type of the field's default `like` (bool, int, float or str)."""
+  try:
+    if isinstance(like, bool):
+      if text.lower() not in _TRUE + _FALSE:
+        raise ValueError(text)
+      return text.lower() in _TRUE
+    return type(like)(text)
+  except ValueError:
+    kind = {bool: 'true or false', int: 'an integer', float: 'a number'}.get(type(like), 'text')
+    raise ValueError(f'{name}={text!r} is not {kind}') from None
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+  """'name=value,name=value' → {name: value} (strings; `typed_overrides` types them).
+
+  Raises:
+    ValueError: an entry without '=' or a name given twice.
+  """
+  overrides: dict[str, str] = {}
+  for entry in filter(None, (part.strip() for part in text.split(','))):
+    name, sep, value = entry.partition('=')
+    if not sep or not name.strip():
+      raise ValueError(f'expected name=value, got {entry!r}')
+    if name.strip() in overrides:
+      raise ValueError(f'{name.strip()} is given twice')
+    overrides[name.strip()] = value.strip()
+  return overrides
+
+
+def typed_overrides(
+  method: str, spec: DatasetSpec, ipc: int, overrides: dict[str, str]
+) -> dict[str, Any]:
+  """The entries of `overrides` that are fields of `method`'s config, typed as the fields.
+
+  Raises:
+    ValueError: a value that does not parse as its field's type.
+  """
+  config = method_config(method, spec, ipc)
+  return {
+    name: _typed(name, value, getattr(config, name))
+    for name, value in overrides.items()
+    if name in config._fields
+  }
 
 
 def _as_key(key: jax.Array | int) -> tuple[jax.Array, int | None]:
@@ -209,7 +321,7 @@ def build_distilled_set(
   """Distils (or selects) `ipc` images per class and writes them into the pool at `out_dir`.
 
   Args:
-    method: `random`, `herding`, `kcenter`, `dc`, `dsa`, `dm` or `idm` (`METHODS`).
+    method: `random`, `herding`, `kcenter`, `dc`, `dsa`, `dm`, `idm` or `mtt` (`METHODS`).
     spec: the dataset of the real images.
     real_images: uint8 [N, H, W, C], 0..255, the real training set (or a subset).
     real_labels: int [N] in [0, K).
@@ -219,7 +331,8 @@ def build_distilled_set(
     iterations: updates of an iterative method (default: the official 20,001);
       ignored by the coresets (recorded as 0).
     hparams: overrides of the method's official hyperparameters (field names of
-      `dm.DMConfig`, `idm.IDMConfig` or `coreset.CoresetConfig`).
+      `dm.DMConfig`, `idm.IDMConfig`, `dc.DCConfig`, `mtt.MTTConfig` or
+      `coreset.CoresetConfig`).
     checkpoint_every: iterations between checkpoints of iterative methods.
     progress: called with a `resumable.Progress` after every chunk of iterations;
       default: absl logging at most every 30 s.
@@ -261,8 +374,10 @@ def build_distilled_set(
     str(paths.checkpoint), checkpoint_every, fingerprint, label, progress or resumable.LogProgress()
   )
   data = real_data.index_by_class(real_images, real_labels, spec.num_classes)
-  context = RunContext(key, data, spec, ipc, config, iterations, options, real_images, real_labels)
-  images, seconds = selected.run(context)
+  context = RunContext(
+    key, data, spec, ipc, config, iterations, options, real_images, real_labels, str(out_dir)
+  )
+  images, seconds, extra = selected.run(context)
   labels = np.repeat(np.arange(spec.num_classes), ipc)
   metadata = {
     **description,
@@ -270,6 +385,7 @@ def build_distilled_set(
     'fingerprint': fingerprint,
     'factorized_4in1': bool(getattr(config, 'factorized', False)),
     'wall_seconds': seconds,
+    **extra,
     'versions': provenance.library_versions(),
   }
   pool_files.write_pool_files(paths, spec, images, labels, metadata)

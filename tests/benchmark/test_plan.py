@@ -9,7 +9,9 @@ import pytest
 
 import attacks
 from beard_jax import protocols
+from beard_jax.benchmark import distill_pool
 from beard_jax.benchmark.plan import resolve_plan
+from beard_jax.data.real import ImageSet
 from beard_jax.errors import ConfigError
 from configs import default
 
@@ -116,12 +118,48 @@ def test_beard_runs_its_query_branches_as_its_code_does():
     ({'model_pool': '', 'distill': 'dm,dmm'}, r"unknown --distill 'dmm'; choose from dc, dm, dsa"),
     ({'model_pool': '', 'ipc': 0}, r'--distill builds sets of one IPC'),
     ({'distill_iterations': -1}, r'--distill_iterations must be >= 0'),
+    (
+      {'model_pool': '', 'distill': 'dm,mtt', 'distill_hparams': 'num_expert=2'},
+      r'--distill_hparams: num_expert is not a hyperparameter of --distill=dm,mtt; choose from .*'
+      r'num_experts',
+    ),
+    (
+      {'model_pool': '', 'distill': 'mtt', 'distill_hparams': 'num_experts=two'},
+      r"--distill_hparams: num_experts='two' is not an integer",
+    ),
+    (
+      {'model_pool': '', 'distill': 'mtt', 'distill_hparams': 'zca=maybe'},
+      r"--distill_hparams: zca='maybe' is not true or false",
+    ),
+    (
+      {'model_pool': '', 'distill': 'dm', 'distill_hparams': 'batch_real'},
+      r"--distill_hparams: expected name=value, got 'batch_real'",
+    ),
     ({'dataset_pool': '.'}, r'either --model_pool .* or distilled sets, not both'),
   ],
 )
 def test_bad_flags_are_refused_with_what_to_do(overrides, message):
   with pytest.raises(ConfigError, match=message):
     resolve_plan(_config(**overrides))
+
+
+def test_distill_hparams_reach_the_methods_that_have_them(monkeypatch):
+  config = _config(model_pool='', distill='dm,mtt', distill_hparams='batch_real=8,zca=false')
+  plan = resolve_plan(config)
+  calls = {}
+
+  def build(method, spec, images, labels, ipc, **kwargs):
+    calls[method] = kwargs['hparams']
+
+  monkeypatch.setattr(distill_pool, 'build_distilled_set', build)
+  monkeypatch.setattr(
+    distill_pool, 'load_real_split', lambda *args: ImageSet(None, np.zeros(0), ())
+  )
+  monkeypatch.setattr(distill_pool, '_found_sets', lambda plan: {})
+  distill_pool.distilled_sets(plan)
+  assert calls == {'dm': {'batch_real': 8}, 'mtt': {'zca': False}}
+  assert plan.result_config()['distill_hparams'] == 'batch_real=8,zca=false'
+  assert 'distill_hparams' not in resolve_plan(_config()).result_config()  # Old hashes hold.
 
 
 def test_the_plan_is_frozen_and_keeps_the_callers_config():

@@ -31,8 +31,18 @@ HPARAMS = {
   'dsa': dict(TINY_NET, batch_real=4, outer_loop=2, inner_loop=1, dsa_strategy='crop_flip'),
   'dm': dict(TINY_NET, dsa_strategy='crop_flip'),
   'idm': dict(TINY_NET, dsa_strategy='crop_flip', net_num=4, trained_bs=16, model_train_steps=1),
+  'mtt': dict(
+    TINY_NET,
+    dsa_strategy='crop_flip',
+    syn_steps=2,
+    expert_epochs=1,
+    max_start_epoch=2,
+    num_experts=2,
+    expert_train_epochs=2,
+    expert_batch=32,
+  ),
 }
-ITERATIONS = {'dc': 6, 'dsa': 6, 'dm': 6, 'idm': 6}
+ITERATIONS = {'dc': 6, 'dsa': 6, 'dm': 6, 'idm': 6, 'mtt': 6}
 
 
 @pytest.fixture(scope='module')
@@ -97,7 +107,7 @@ def test_both_formats_load_to_the_same_set_with_provenance(method, real_subset, 
   assert not pool_paths(tmp_path, name, SPEC, 2).checkpoint.exists()
 
 
-@pytest.mark.parametrize('method', ['dc', 'dsa', 'dm', 'idm'])
+@pytest.mark.parametrize('method', ['dc', 'dsa', 'dm', 'idm', 'mtt'])
 def test_same_key_same_bits_and_interrupted_runs_resume_to_them(method, real_subset, tmp_path):
   reference = pathlib.Path(_build(method, real_subset, tmp_path / 'a'))
   again = pathlib.Path(_build(method, real_subset, tmp_path / 'b'))
