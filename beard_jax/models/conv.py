@@ -9,7 +9,11 @@ layout pass rewrites them into the canonical `b01f_01io->b01f` form. Measured
 on the BEARD ConvNet, 100 CIFAR images, 2-core CPU: one SGD step 0.6 s outside
 a loop, 30 s inside `fori_loop`. Here the backward pass is written out as two
 convolutions already in canonical NHWC/HWIO form, so the loop body gets the
-fast kernels too; the values are those of autodiff (tested).
+fast kernels too; the values are those of autodiff (tested). The backward pass is
+itself built from `conv3x3_same` and `_kernel_gradient`, whose own gradients are
+written the same way, so derivatives of every order stay on the fast path: DC's and
+MTT's second-order gradients inside loops would otherwise take the generic emitter
+(`bench/RESULTS.md`, bench_mtt).
 """
 
 from __future__ import annotations
@@ -40,19 +44,50 @@ def conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
   return _conv(x, kernel)
 
 
+def _input_gradient(grad_out: jax.Array, kernel: jax.Array) -> jax.Array:
+  """∂⟨g, conv(x, K)⟩/∂x: correlate g with the spatially flipped kernel, in/out swapped."""
+  return conv3x3_same(grad_out, jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2)))
+
+
+def _correlate_for_kernel(x: jax.Array, grad_out: jax.Array) -> jax.Array:
+  # A correlation over (h, w) with C_in as the batch and B as the contracted features.
+  grad_kernel = _conv(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(grad_out, (1, 2, 0, 3)))
+  return jnp.transpose(grad_kernel, (1, 2, 0, 3))
+
+
+@jax.custom_vjp
+def _kernel_gradient(x: jax.Array, grad_out: jax.Array) -> jax.Array:
+  """∂⟨g, conv(x, K)⟩/∂K [3, 3, C_in, C_out]: dK[i, j, c, o] = Σ_{b,h,w} x_pad[b, h+i, w+j, c]
+  · g[b, h, w, o]."""
+  return _correlate_for_kernel(x, grad_out)
+
+
+def _kernel_gradient_forward(x, grad_out):
+  # Through the custom_vjp itself, so that an outer derivative of this primal stays custom.
+  return _kernel_gradient(x, grad_out), (x, grad_out)
+
+
+def _kernel_gradient_backward(residuals, grad_kernel_cotangent):
+  # ⟨dK, kernel_gradient(x, g)⟩ = ⟨g, conv(x, dK)⟩: the same bilinear form as the forward.
+  x, grad_out = residuals
+  return (
+    _input_gradient(grad_out, grad_kernel_cotangent),
+    conv3x3_same(x, grad_kernel_cotangent),
+  )
+
+
+_kernel_gradient.defvjp(_kernel_gradient_forward, _kernel_gradient_backward)
+
+
 def _forward(x, kernel):
-  return _conv(x, kernel), (x, kernel)
+  # Through the custom_vjp itself: differentiating a gradient (DC, MTT) differentiates this
+  # primal too, which must not fall back to autodiff of the plain convolution.
+  return conv3x3_same(x, kernel), (x, kernel)
 
 
 def _backward(residuals, grad_out):
   x, kernel = residuals
-  # Input gradient: correlate with the spatially flipped kernel, in/out swapped.
-  flipped = jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2))
-  grad_x = _conv(grad_out, flipped)
-  # Kernel gradient: dK[i, j, c, o] = Σ_{b,h,w} x_pad[b, h+i, w+j, c] · g[b, h, w, o],
-  # a correlation over (h, w) with C_in as the batch and B as the contracted features.
-  grad_kernel = _conv(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(grad_out, (1, 2, 0, 3)))
-  return grad_x, jnp.transpose(grad_kernel, (1, 2, 0, 3))
+  return _input_gradient(grad_out, kernel), _kernel_gradient(x, grad_out)
 
 
 conv3x3_same.defvjp(_forward, _backward)
