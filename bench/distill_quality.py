@@ -30,7 +30,7 @@ from absl import app, flags
 from beard_jax.data.dataset_pool import load_distilled_set
 from beard_jax.data.real import load_real_dataset
 from beard_jax.data.specs import get_dataset_spec
-from beard_jax.distill import build_distilled_set, get_method
+from beard_jax.distill import build_distilled_set, get_method, parse_overrides, typed_overrides
 from beard_jax.distill.pool_files import pool_paths, read_sidecar
 from beard_jax.models.convnet import ConvNet, make_apply_fn, normalize
 from beard_jax.train.evaluation import evaluate_seeds
@@ -43,6 +43,8 @@ flags.DEFINE_integer('ipc', 1, 'images per class')
 flags.DEFINE_list('methods', ['random', 'herding', 'dm'], 'distillation methods')
 flags.DEFINE_list('iterations', ['0', '100'], 'iteration counts of the iterative methods')
 flags.DEFINE_integer('batch_real', 0, 'real images per class and iteration (0: official)')
+flags.DEFINE_string('hparams', '', 'name=value,... overrides of the methods that have the field '
+                    '(e.g. num_experts=4,expert_train_epochs=3 for MTT)')  # fmt: skip
 flags.DEFINE_integer('epochs', 300, 'training epochs of the evaluation recipe (BEARD: 1000)')
 flags.DEFINE_integer('seeds', 2, 'models trained per set')
 flags.DEFINE_integer('seed', 0, 'distillation seed')
@@ -90,7 +92,10 @@ def main(argv):
     for iterations in sorted(int(i) for i in FLAGS.iterations) if iterative else [0]:
       if (method, iterations) in done:
         continue
-      hparams = {'batch_real': FLAGS.batch_real} if FLAGS.batch_real and iterative else {}
+      overrides = parse_overrides(FLAGS.hparams)
+      if FLAGS.batch_real:
+        overrides['batch_real'] = str(FLAGS.batch_real)
+      hparams = typed_overrides(method, spec, FLAGS.ipc, overrides)
       set_path = build_distilled_set(
         method,
         spec,
@@ -118,6 +123,8 @@ def main(argv):
         'epochs': FLAGS.epochs,
         'hyperparameters': sidecar.get('hyperparameters'),
         'real_data': sidecar.get('real_data'),
+        'learned_lr': sidecar.get('learned_lr'),
+        'experts_seconds': sidecar.get('experts_seconds'),
         'test_images': len(test.labels),
       }
       with rows_path.open('a', encoding='utf-8') as f:
