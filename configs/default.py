@@ -36,11 +36,11 @@ HELP = {
   'dataset_pool': 'folder of distilled sets made elsewhere to train models on (read only)',
   'distilled_set': 'one distilled set to benchmark alone (.pt, .npz or an MTT folder; README, '
   'Data); method from --methods or the file name',
-  'distill': 'comma-separated methods (random, herding, kcenter, dc, dsa, dm, idm, mtt) to build '
-  'from '
+  'distill': 'comma-separated methods (random, herding, kcenter, dc, dsa, dm, idm, bacon, mtt) '
+  'to build from '
   'the real training split where no pool holds them for the dataset and IPC; empty = build '
   'nothing',
-  'distill_iterations': 'updates of the iterative methods (dc, dsa, dm, idm, mtt); 0 = the '
+  'distill_iterations': 'updates of the iterative methods (dc, dsa, dm, idm, bacon, mtt); 0 = the '
   'official budget',
   'distill_batch_real': 'real images per class per DM/IDM matching step; 0 = the official '
   'number (256, or what the IDM command gives): a budget knob for small machines',

@@ -1,10 +1,11 @@
-"""Builds distilled datasets for the pool: coreset baselines, DC, DSA, DM, IDM, MTT, resumable.
+"""Builds distilled datasets for the pool: coreset baselines, DC, DSA, DM, IDM, BACON,
+MTT, resumable.
 
 Public API:
   build_distilled_set(method, spec, real_images, real_labels, ipc, *, key, out_dir, ...)
       -> path of the written `.pt` (plus `.npz` twin and JSON sidecars; `pool_files`).
   METHODS / get_method(name): the registry ('random', 'herding', 'kcenter', 'dc', 'dsa',
-      'dm', 'idm', 'mtt').
+      'dm', 'idm', 'bacon', 'mtt').
   method_config(method, spec, ipc, hparams): a method's official hyperparameters.
   parse_overrides / typed_overrides: 'name=value,...' hyperparameter overrides (CLI).
   Progress / LogProgress: progress reports of iterative runs.

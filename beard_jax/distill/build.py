@@ -10,7 +10,8 @@ after completion finds the sidecar of the same run and returns at once.
 
 Methods (`METHODS`, `get_method`): `random`, `herding`, `kcenter` (coresets of
 real images, `coreset`), `dc` and `dsa` (`dc`), `dm` (`dm`), `idm` (`idm`) and `mtt`
-(`mtt`, its expert buffers kept under `out_dir/.mtt_experts/`).
+(`mtt`, its expert buffers kept under `out_dir/.mtt_experts/`), `bacon` (`bacon`: IDM's loop
+with BACON's Bayesian matching term).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from absl import logging
 from beard_jax import provenance
 from beard_jax.data.specs import DatasetSpec
 from beard_jax.distill import (
+  bacon,
   coreset,
   dc,
   dm,
@@ -101,9 +103,14 @@ def _run_dc(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
   return np.asarray(state.images).reshape(-1, *ctx.spec.image_shape), seconds, {}
 
 
-def _run_idm(ctx: RunContext) -> tuple[np.ndarray, float, dict[str, Any]]:
+def _run_idm(
+  ctx: RunContext, matching: idm.Matching = idm.mean_squared_distance
+) -> tuple[np.ndarray, float, dict[str, Any]]:
+  """IDM's loop; BACON's is the same with its `matching` term."""
   state = idm.init_state(ctx.key, ctx.data, ctx.spec, ctx.ipc, ctx.config)
-  chunk = functools.partial(idm.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config)
+  chunk = functools.partial(
+    idm.run_chunk, data=ctx.data, spec=ctx.spec, config=ctx.config, matching=matching
+  )
   state, seconds = resumable.run_iterations(chunk, state, ctx.iterations, ctx.options)
   return np.asarray(idm.finalize(state)), seconds, {}
 
@@ -202,6 +209,12 @@ METHODS: dict[str, Method] = {
   'dm': Method('DM', _dm_config, dm.OFFICIAL_ITERATIONS, _run_dm),
   'mtt': Method('MTT', mtt.official_config, mtt.OFFICIAL_ITERATIONS, _run_mtt),
   'idm': Method('IDM', idm.official_config, idm.OFFICIAL_ITERATIONS, _run_idm),
+  'bacon': Method(
+    'BACON',
+    bacon.official_config,
+    bacon.OFFICIAL_ITERATIONS,
+    functools.partial(_run_idm, matching=bacon.bayesian_distance),
+  ),
 }
 
 
@@ -321,7 +334,8 @@ def build_distilled_set(
   """Distils (or selects) `ipc` images per class and writes them into the pool at `out_dir`.
 
   Args:
-    method: `random`, `herding`, `kcenter`, `dc`, `dsa`, `dm`, `idm` or `mtt` (`METHODS`).
+    method: `random`, `herding`, `kcenter`, `dc`, `dsa`, `dm`, `idm`, `bacon` or `mtt`
+      (`METHODS`).
     spec: the dataset of the real images.
     real_images: uint8 [N, H, W, C], 0..255, the real training set (or a subset).
     real_labels: int [N] in [0, K).

@@ -48,6 +48,7 @@ Deviations from the official code:
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -216,6 +217,25 @@ def _init_state(key, data, spec, ipc, config):
   return IDMState(images, jnp.zeros_like(images), queue, jnp.zeros((), jnp.int32), key_run)
 
 
+def mean_squared_distance(real: jax.Array, valid: jax.Array, syn: jax.Array) -> jax.Array:
+  """IDM's (and DM's) matching term ‖mean real_c − mean syn_c‖² per class.
+
+  Args:
+    real: [C·n, F] real embeddings, class-major; valid: bool [C, n] (padding False).
+    syn: [C·m, F] synthetic embeddings, class-major.
+
+  Returns:
+    float32 [C]; the real side is not differentiated.
+  """
+  num_classes = valid.shape[0]
+  real_mean = lax.stop_gradient(class_means(real, num_classes, valid))
+  return jnp.sum(jnp.square(real_mean - class_means(syn, num_classes)), axis=-1)
+
+
+# matching(real [C·n, F], valid [C, n], syn [C·m, F]) -> [C]: the distribution-matching term.
+Matching = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
+
+
 def classes_loss(
   syn,
   labels,
@@ -225,8 +245,10 @@ def classes_loss(
   data: ClassIndexedData,
   spec: DatasetSpec,
   config: IDMConfig,
+  matching: Matching = mean_squared_distance,
 ) -> jax.Array:
-  """loss_c = ‖mean embed(real_c) − mean embed(syn_c)‖² + ce_weight·acc·CE_c for C classes.
+  """loss_c = matching_c + ce_weight·acc·CE_c for C classes (IDM's matching:
+  ‖mean embed(real_c) − mean embed(syn_c)‖²; BACON's: `bacon.bayesian_distance`).
 
   Args:
     syn: [C, ipc, H, W, Ch] the classes' stored images (normalised; 4-in-1 if factorized).
@@ -235,6 +257,7 @@ def classes_loss(
     params: the matching net's variables.
     acc_weight: float32 scalar, that net's accuracy meter in percent.
     data, spec, config: the run's.
+    matching: the distribution-matching term (static).
 
   Returns:
     float32 [C]; loss c depends on syn[c] only.
@@ -247,11 +270,8 @@ def classes_loss(
   real, syn, valid = augmented_batches(
     keys, labels, syn, data, spec, real_batch, config.dsa_strategy
   )
-  real_mean = class_means(features(model, params, real), num_classes, valid)
   syn_features, logits = features_and_logits(model, params, syn)
-  loss = jnp.sum(
-    jnp.square(lax.stop_gradient(real_mean) - class_means(syn_features, num_classes)), axis=-1
-  )
+  loss = matching(features(model, params, real), valid.reshape(num_classes, -1), syn_features)
   if config.ce_weight:
     targets = jnp.repeat(labels, logits.shape[0] // num_classes)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
@@ -292,9 +312,14 @@ def _parallel_nets() -> bool:
 
 
 def step(
-  state: IDMState, data: ClassIndexedData, spec: DatasetSpec, config: IDMConfig
+  state: IDMState,
+  data: ClassIndexedData,
+  spec: DatasetSpec,
+  config: IDMConfig,
+  matching: Matching = mean_squared_distance,
 ) -> tuple[IDMState, jax.Array]:
-  """One IDM iteration; returns the new state and the summed per-(net, class) losses."""
+  """One IDM (or, with BACON's `matching`, BACON) iteration; returns the new state and the
+  summed per-(net, class) losses."""
   model, optimizer = _model(spec, config), _net_optimizer(config)
   num_classes = state.images.shape[0]
   key_push, key_match, key_classes, key_train = jax.random.split(
@@ -318,7 +343,7 @@ def step(
       syn, labels, keys = chunk_args
 
       def total(syn):
-        losses = classes_loss(syn, labels, keys, params, acc_weight, data, spec, config)
+        losses = classes_loss(syn, labels, keys, params, acc_weight, data, spec, config, matching)
         return jnp.sum(losses), losses
 
       grads, losses = jax.grad(total, has_aux=True)(syn)
@@ -344,9 +369,14 @@ def step(
   return IDMState(images, momentum, queue, state.iteration + 1, state.key), loss_sum
 
 
-@functools.partial(jax.jit, static_argnames=('spec', 'config'))
+@functools.partial(jax.jit, static_argnames=('spec', 'config', 'matching'))
 def run_chunk(
-  state: IDMState, stop: jax.Array, data: ClassIndexedData, spec: DatasetSpec, config: IDMConfig
+  state: IDMState,
+  stop: jax.Array,
+  data: ClassIndexedData,
+  spec: DatasetSpec,
+  config: IDMConfig,
+  matching: Matching = mean_squared_distance,
 ) -> tuple[IDMState, jax.Array, jax.Array]:
   """Iterations `state.iteration .. stop - 1` in one `lax.while_loop`.
 
@@ -356,7 +386,7 @@ def run_chunk(
   """
 
   state, loss_sum, done = resumable.iterate_until(
-    lambda state: step(state, data, spec, config), state, stop
+    lambda state: step(state, data, spec, config, matching), state, stop
   )
   return state, loss_sum, (done * config.train_net_num * state.images.shape[0]).astype(jnp.float32)
 

@@ -31,6 +31,7 @@ HPARAMS = {
   'dsa': dict(TINY_NET, batch_real=4, outer_loop=2, inner_loop=1, dsa_strategy='crop_flip'),
   'dm': dict(TINY_NET, dsa_strategy='crop_flip'),
   'idm': dict(TINY_NET, dsa_strategy='crop_flip', net_num=4, trained_bs=16, model_train_steps=1),
+  'bacon': dict(TINY_NET, dsa_strategy='crop_flip', net_num=4, trained_bs=16, model_train_steps=1),
   'mtt': dict(
     TINY_NET,
     dsa_strategy='crop_flip',
@@ -42,7 +43,7 @@ HPARAMS = {
     expert_batch=32,
   ),
 }
-ITERATIONS = {'dc': 6, 'dsa': 6, 'dm': 6, 'idm': 6, 'mtt': 6}
+ITERATIONS = {'dc': 6, 'dsa': 6, 'dm': 6, 'idm': 6, 'bacon': 6, 'mtt': 6}
 
 
 @pytest.fixture(scope='module')
@@ -75,7 +76,7 @@ def test_both_formats_load_to_the_same_set_with_provenance(method, real_subset, 
   from_npz = dataset_pool.load_distilled_set(npz, 'cifar10')
   np.testing.assert_array_equal(from_pt.images, from_npz.images)  # Bit for bit.
   np.testing.assert_array_equal(from_pt.labels, from_npz.labels)
-  decoded = 4 if method == 'idm' else 1  # IDM's 4-in-1 images are split by the reader.
+  decoded = 4 if method in ('idm', 'bacon') else 1  # 4-in-1 images, split by the reader.
   assert from_pt.images.shape == (20 * decoded, 32, 32, 3) and from_pt.images.dtype == np.float32
   assert from_pt.method == name and from_pt.ipc == 2
   np.testing.assert_array_equal(from_pt.labels, np.tile(np.repeat(np.arange(10), 2), decoded))
@@ -103,11 +104,11 @@ def test_both_formats_load_to_the_same_set_with_provenance(method, real_subset, 
   assert sidecar['real_data']['num_images'] == 80 and len(sidecar['real_data']['sha256']) == 64
   assert sidecar['versions']['jax'] == jax.__version__ and sidecar['wall_seconds'] > 0
   assert sidecar['files']['sha256']['pt'] == hashlib.sha256(path.read_bytes()).hexdigest()
-  assert sidecar['factorized_4in1'] == (method == 'idm')
+  assert sidecar['factorized_4in1'] == (method in ('idm', 'bacon'))
   assert not pool_paths(tmp_path, name, SPEC, 2).checkpoint.exists()
 
 
-@pytest.mark.parametrize('method', ['dc', 'dsa', 'dm', 'idm', 'mtt'])
+@pytest.mark.parametrize('method', ['dc', 'dsa', 'dm', 'idm', 'bacon', 'mtt'])
 def test_same_key_same_bits_and_interrupted_runs_resume_to_them(method, real_subset, tmp_path):
   reference = pathlib.Path(_build(method, real_subset, tmp_path / 'a'))
   again = pathlib.Path(_build(method, real_subset, tmp_path / 'b'))
