@@ -71,14 +71,21 @@ class LogProgress:
       return
     self._last = now
     logging.info(
-      '%s: iteration %d/%d, loss %.4f, %.2f it/s, ETA %s',
+      '%s: iteration %d/%d, loss %.4f, %s, ETA %s',
       report.label,
       report.iteration,
       report.total,
       report.loss,
-      report.iterations_per_second,
+      _format_rate(report.iterations_per_second),
       _format_seconds(report.eta_seconds),
     )
+
+
+def _format_rate(iterations_per_second: float) -> str:
+  """'12.30 it/s', or '45.2 s/it' below one iteration per second (MTT experts: minutes)."""
+  if iterations_per_second >= 1 or iterations_per_second <= 0:
+    return f'{iterations_per_second:.2f} it/s'
+  return f'{1 / iterations_per_second:.1f} s/it'
 
 
 def _format_seconds(seconds: float) -> str:

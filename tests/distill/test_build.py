@@ -225,3 +225,11 @@ def test_sigkilled_process_resumes_to_the_uninterrupted_set(real_subset, real_da
   resumed = pathlib.Path(_build('dm', real_subset, out))
   reference = pathlib.Path(_build('dm', real_subset, tmp_path / 'whole'))
   assert resumed.read_bytes() == reference.read_bytes()
+
+
+def test_progress_lines_give_seconds_per_iteration_when_iterations_are_slow(caplog):
+  log = resumable.LogProgress(every_s=0.0)
+  with caplog.at_level('INFO'):
+    log(resumable.Progress('MTT experts', 1, 3, 2.0, 0.004, 500.0))
+    log(resumable.Progress('DM', 10, 20, 1.0, 12.3, 0.8))
+  assert '250.0 s/it, ETA 8m20s' in caplog.text and '12.30 it/s' in caplog.text
