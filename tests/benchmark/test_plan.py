@@ -115,7 +115,11 @@ def test_beard_runs_its_query_branches_as_its_code_does():
     ({'merge': True}, r'--merge gathers the task files of a sweep'),
     ({'data_dir': '/no/such/dir'}, r'--data_dir=/no/such/dir is not a directory'),
     ({'model_pool': '', 'distill': ''}, r'nothing to evaluate'),
-    ({'model_pool': '', 'distill': 'dm,dmm'}, r"unknown --distill 'dmm'; choose from dc, dm, dsa"),
+    (
+      {'model_pool': '', 'distill': 'dm,dmm'},
+      r"unknown --distill 'dmm'; choose from bacon, dc, dm, dsa, herding, idm, kcenter, mtt, "
+      r'random$',
+    ),
     ({'model_pool': '', 'ipc': 0}, r'--distill builds sets of one IPC'),
     ({'distill_iterations': -1}, r'--distill_iterations must be >= 0'),
     (
