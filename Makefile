@@ -30,8 +30,11 @@ smoke: install
 lint: install-test
 	$(VENV)/bin/ruff check .
 
+# One single-threaded worker per core (tests/conftest.py), sharing one compilation cache.
+TEST_WORKERS ?= 2
+
 test: lint
-	$(VENV)/bin/pytest -m 'not slow' --durations=15 tests
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist=worksteal -m 'not slow' --durations=15 tests
 
 test-slow: install-test
 	$(VENV)/bin/pytest -m slow tests || [ $$? -eq 5 ]  # 5: no slow tests collected

@@ -16,6 +16,14 @@ _DEFAULT_DATA_DIR = _REPO_ROOT.parent / 'shared' / 'data'
 if 'BEARD_DATA_DIR' not in os.environ and _DEFAULT_DATA_DIR.is_dir():
   os.environ['BEARD_DATA_DIR'] = str(_DEFAULT_DATA_DIR)
 
+# Under pytest-xdist (`make test` runs one worker per core) every worker and the
+# processes it starts keep to one thread: two workers that each take both cores slow
+# each other down many times over (ENVIRONMENT.md). Set before JAX or torch starts.
+if 'PYTEST_XDIST_WORKER' in os.environ:
+  _ONE_THREAD = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
+  os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {_ONE_THREAD}'.strip()
+  os.environ['OMP_NUM_THREADS'] = '1'
+
 
 def _real_data_path(relative: str) -> pathlib.Path:
   """Returns `$BEARD_DATA_DIR/relative`, or skips the test when it is not there."""
