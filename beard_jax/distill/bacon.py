@@ -6,8 +6,11 @@ changed: the distribution-matching term. Everything else — the queue of nets t
 real data, 4-in-1 images, Siamese DSA, the class-aware CE term weighted by the net's
 training accuracy in percent, per-class SGD steps sharing one momentum buffer — is IDM's,
 and runs here through `idm.step` with `bayesian_distance` as its `matching`. BACON's
-commands (`Code/command.txt`) equal IDM's except that Tiny-ImageNet IPC 10 trains the
-queue nets 50 steps per iteration; there is no Tiny-ImageNet IPC-50 command (IDM's is used).
+commands (`Code/command.txt`) equal IDM's except that CIFAR-100 IPC 50 and Tiny-ImageNet
+IPC 10 train the queue nets 50 steps per iteration; there is no Tiny-ImageNet IPC-50
+command (IDM's is used). `Code/BACON_tiny.py` also fixes the inverted `--aug` branch of
+`IDM_tiny.py`'s initialisation (`if not args.aug:` whole images, else four shrunk ones),
+so BACON's Tiny-ImageNet sets start 4-in-1 (`init='real_4in1'`) where IDM's start whole.
 
 The matching term of class c, with μ_r, μ_s the mean embeddings of the real and the
 synthetic batch, s_r the real batch's per-feature standard deviation (unbiased) and
@@ -43,11 +46,13 @@ TV_WEIGHT = 0.8
 
 
 def official_config(dataset: str, ipc: int) -> idm.IDMConfig:
-  """BACON's command for `dataset` and `ipc`: IDM's, but Tiny-ImageNet IPC 10 trains the
-  queue nets 50 steps per iteration."""
+  """BACON's command for `dataset` and `ipc`: IDM's, with the two differences of
+  `Code/command.txt` and the 4-in-1 Tiny-ImageNet start (module docstring)."""
   config = idm.official_config(dataset, ipc)
-  if dataset == 'tinyimagenet' and ipc == 10:
+  if (dataset, ipc) in (('cifar100', 50), ('tinyimagenet', 10)):
     config = config._replace(model_train_steps=50)
+  if dataset == 'tinyimagenet':
+    config = config._replace(init='real_4in1')
   return config
 
 

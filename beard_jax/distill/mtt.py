@@ -33,11 +33,16 @@ Deviations from the official code:
     buffer (the official `--load_all` branch; without it the code walks the buffer
     files in a shuffled order).
   * The last batch of a permutation may be smaller when `batch_syn` does not divide
-    the set (as `torch.split`); here it is padded and masked out of the mean loss.
+    the set (as `torch.split`); here it is padded and masked out of the mean loss. The
+    official loop `pop()`s the chunks, so a permutation's short chunk comes first and
+    the others follow last to first; the same order here.
   * Randomness: JAX keys; iteration i uses only `fold_in(key, i)`. DSA: the
     project's `dsa_augment`.
-  * Iterations: the official loop runs `Iteration + 1` = 5,001 updates
-    (`OFFICIAL_ITERATIONS`). No evaluation during distillation.
+  * Iterations: the official loop runs `Iteration + 1` = 5,001 updates but saves
+    the images at the top of an iteration, before its update, so its last file
+    (`images_5000.pt`) holds 5,000 updates: `OFFICIAL_ITERATIONS`. No evaluation
+    during distillation (the official `images_best.pt` is the best of its
+    evaluations; the pool here holds the last set).
   * The network is `models/convnet.py`'s ConvNet (width 128, depth 3) for every
     dataset; MTT's Tiny-ImageNet runs use depth 4 (`net_depth` changes it).
 """
@@ -61,7 +66,7 @@ from beard_jax.distill.real_data import ClassIndexedData, check_ipc, sample_clas
 from beard_jax.distill.zca import MTT_EPS, ZCA, unwhiten, whiten
 from beard_jax.models.convnet import ConvNet, init_params, normalize
 
-OFFICIAL_ITERATIONS = 5001
+OFFICIAL_ITERATIONS = 5000
 INITS = ('real', 'noise')
 
 
@@ -278,7 +283,7 @@ def student_loss(
   def student_step(params, s):
     order = jax.random.permutation(jax.random.fold_in(key_order, s // per_permutation), count)
     order = jnp.concatenate([order, order[: per_permutation * batch - count]])
-    position = (s % per_permutation) * batch
+    position = (per_permutation - 1 - s % per_permutation) * batch  # `pop()` order
     rows = lax.dynamic_slice_in_dim(order, position, batch)
     weights = (position + jnp.arange(batch) < count).astype(jnp.float32)
     x, y = flat[rows], labels[rows]

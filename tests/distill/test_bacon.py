@@ -59,11 +59,21 @@ def test_a_far_synthetic_mean_stays_finite_where_the_official_log_pdf_is_not():
   assert np.isfinite(loss).all() and float(loss[0]) > 700
 
 
-def test_commands_are_idms_but_tiny_ipc10_trains_queue_nets_longer():
-  assert bacon.official_config('cifar10', 1) == idm.official_config('cifar10', 1)
+def test_commands_are_idms_but_for_queue_training_and_the_tiny_start():
+  """Code/command.txt differs from IDM's in two rows; BACON_tiny.py starts 4-in-1."""
+  for dataset in ('cifar10', 'cifar100'):
+    for ipc in (1, 10, 50):
+      ours, theirs = bacon.official_config(dataset, ipc), idm.official_config(dataset, ipc)
+      if (dataset, ipc) == ('cifar100', 50):
+        assert (ours.model_train_steps, theirs.model_train_steps) == (50, 10)
+        ours = ours._replace(model_train_steps=theirs.model_train_steps)
+      assert ours == theirs
   assert bacon.official_config('cifar10', 1).batch_real == 5000
   assert bacon.official_config('tinyimagenet', 10).model_train_steps == 50
   assert idm.official_config('tinyimagenet', 10).model_train_steps == 10
+  for ipc in (1, 10, 50):
+    assert bacon.official_config('tinyimagenet', ipc).init == 'real_4in1'
+    assert idm.official_config('tinyimagenet', ipc).init == 'real'
 
 
 def test_one_bacon_iteration_moves_the_images_differently_from_idm(toy_data):
