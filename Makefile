@@ -30,7 +30,7 @@ smoke: install
 lint: install-test
 	$(VENV)/bin/ruff check .
 
-# One single-threaded worker per core (tests/conftest.py), sharing one compilation cache.
+# One single-threaded worker per core (tests/conftest.py sets the thread flags).
 TEST_WORKERS ?= 2
 
 test: lint
