@@ -40,7 +40,7 @@ from beard_jax.models.torch_import import convert_state_dict, load_torch_convnet
 
 CHECKPOINT = 'beard_model_pool/DSA_ConvNet_CIFAR10_50_None_0.6048.pth'
 N_FAST = 64  # images for FGSM / PGD / PGD-L2
-N_SLOW = 48  # images for C&W and DeepFool (one batch: C&W's early stop is per batch)
+N_SLOW = 32  # images for C&W and DeepFool (one batch: C&W's early stop is per batch)
 SPEC = get_dataset_spec('cifar10')
 SPACES = {'standard': 'pixels', 'beard': 'normalized'}
 
