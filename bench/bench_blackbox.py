@@ -3,7 +3,7 @@
 * Transfer (PGD-10, `beard` settings, BEARD's six CIFAR-10 checkpoints): every model as
   the source, its adversarials scored on all six.
   - `ours`: `runner.compile_transfer` once, the targets' clean predictions once
-    (`predict_targets`), then `run_transfer` per source (the craft and the six scorings
+    (`predict_clean`), then `run_transfer` per source (the craft and the six scorings
     in one program; the source is an argument).
   - `separate`: per source, a jitted crafting program returning the adversarials, then
     one jitted forward per target (the straightforward loop; programs compiled once).
@@ -34,7 +34,7 @@ from beard_jax.data.specs import get_dataset_spec
 from beard_jax.evaluate.runner import (
   compile_attack,
   compile_transfer,
-  predict_targets,
+  predict_clean,
   run_attack,
   run_compiled,
   run_transfer,
@@ -69,7 +69,7 @@ def time_transfer(all_params, apply_fn, images) -> dict[str, tuple[float, float]
     lambda value: _pgd(), apply_fn, all_params[0], stacked, x.shape[1:],
     batch_size=batch, targeted=False, target_axis=FLAGS.target_axis,
   )  # fmt: skip
-  clean = predict_targets(compiled, x)
+  clean = predict_clean(compiled, x)
   for params in all_params:
     key = jax.random.key(0)
     run_transfer(compiled, x, y, key=key, source_params=params, clean_predictions=clean)

@@ -55,7 +55,7 @@ from beard_jax.evaluate.runner import (
   compile_attack,
   compile_transfer,
   identity_attack,
-  predict_targets,
+  predict_clean,
   run_compiled,
   run_transfer,
 )
@@ -158,12 +158,12 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
   progress = RunProgress(len(cells), len(cells) - len(todo))
   progress.plan(todo)
   versions = provenance.library_versions()
-  params, loaded, shared_programs = None, None, {}
+  params, loaded, shared_programs, clean = None, None, {}, None
   batch_size = min(config.batch_size, len(labels))
   for cell in todo:
     if cell.entry != loaded:
       params, loaded = load_model_params(cell.entry, model, spec.image_size), cell.entry
-      shared_programs = {}
+      shared_programs, clean = {}, None
     hparams = plan.cell_hparams(cell)
     make_attack, value, shared = _attack_maker(plan, cell, hparams)
     compiled = shared_programs.get(shared)
@@ -177,9 +177,12 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
         batch_size=batch_size,
         targeted=cell.targeted,
         mesh=mesh,
+        num_examples=len(labels),
       )
       if shared:
         shared_programs[shared] = compiled
+    if clean is None:  # The model's clean predictions: one pass for all its cells.
+      clean = predict_clean(compiled, inputs)
     label = progress.start(cell)
     run = run_compiled(
       compiled,
@@ -191,6 +194,7 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
       on_batch=CellProgress(label, config.batch_size, len(labels))
       if sharding.is_primary_process()
       else None,
+      clean_predictions=clean,
     )
     if reused:
       run = run._replace(compile_seconds=0.0)
@@ -239,9 +243,10 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
         batch_size=min(config.batch_size, len(labels)),
         targeted=unit.targeted,
         mesh=mesh,
+        num_examples=len(labels),
       )
     if clean_predictions is None:  # Every target's clean predictions: one pass for all.
-      clean_predictions = predict_targets(programs[pair], inputs)
+      clean_predictions = predict_clean(programs[pair], inputs)
     source = entries.index(unit.entry)
     runs = run_transfer(
       programs[pair],

@@ -1,16 +1,22 @@
-"""Applies an attack to a dataset in fixed-size batches and times every batch.
+"""Applies an attack to a dataset in batches and times every batch.
 
-One jitted program per (attack, batch shape) computes, for a batch, the clean
-prediction, the adversarial example and its prediction, and the perturbation
-norms. It is compiled ahead of time (compile time reported on its own); the
-last batch is padded to the same shape, so nothing compiles twice. The program
-takes one traced scalar, `value`, that `compile_attack`'s `make_attack(value)`
-may use as a hyperparameter: the points of a sweep (`run_compiled` once per
-value) then share one compilation. `run_attack` is the single-attack case.
-`compile_transfer` + `run_transfer` craft on a source model and score the same
-adversarials on T target models (stacked parameters, vmapped) in one program. Each batch
-is timed from the host→device copy to `block_until_ready` of its results.
-Ratios are computed on the host from the per-sample records.
+One jitted program per (attack, batch shape) computes, for a batch, the adversarial
+example, its prediction and the perturbation norms. The clean predictions come in as
+an input, computed once per model by a forward-only program (`predict_clean`) and
+shared by all of its attacks, so an attack's time is what BEARD times, the attack and
+the final forward pass (PROTOCOL.md §5), with no clean pass per attack. Programs are
+compiled ahead of time (compile time reported on its own). A last batch smaller than
+the others is padded to their shape, unless the padding would waste more than
+`PADDING_WASTE_LIMIT` of the pass's rows: then it runs as its own, smaller program
+(`batch_shapes`, a rule of the shapes alone, so a run always splits the same way).
+
+The program takes one traced scalar, `value`, that `compile_attack`'s
+`make_attack(value)` may use as a hyperparameter: the points of a sweep
+(`run_compiled` once per value) then share one compilation. `run_attack` is the
+single-attack case. `compile_transfer` + `run_transfer` craft on a source model and
+score the same adversarials on T target models (stacked parameters, vmapped) in one
+program. Each batch is timed from the host→device copy to `block_until_ready` of its
+results. Ratios are computed on the host from the per-sample records.
 
 Samples on a decision boundary. An attack can leave an image whose top two
 logits are equal up to float rounding (DeepFool in the `beard` protocol leaves
@@ -44,6 +50,10 @@ BACON's checkpoint (`beard` protocol, 1,000 images), DeepFool's gaps fall either
 below 1e-5 or above 1e-3, and torchattacks' images differ from ours by at most
 1e-4 per pixel on 994 of them.
 """
+
+PADDING_WASTE_LIMIT = 0.1
+"""Largest fraction of a pass's rows that padding the last batch may waste before the
+last batch gets a program of its own shape (one more compilation)."""
 
 BatchCallback = Callable[[int, int, float], None]
 """`on_batch(batch_index, num_batches, batch_seconds)`, called after every batch."""
@@ -126,11 +136,31 @@ class AttackRun(NamedTuple):
     return self.total_seconds / successes if successes else None
 
 
-def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool, clean_pred=None):
+def batch_shapes(num_examples: int, batch_size: int, multiple: int = 1) -> tuple[int, ...]:
+  """The batch shapes a pass over `num_examples` runs: `(batch_size,)`, or
+  `(batch_size, remainder)` when padding the last batch to `batch_size` would waste
+  more than `PADDING_WASTE_LIMIT` of the pass's rows.
+
+  Args:
+    num_examples: N, examples in the pass (≥ 1).
+    batch_size: B, rows of the full batches.
+    multiple: the remainder shape is rounded up to a multiple of this (the mesh size).
+
+  Examples: N 256 at B 250 → (250, 8) (a padded batch would waste 242 of 500 rows);
+  N 10,000 at B 256 → (256,) (240 of 10,240 rows, 2.3 %).
+  """
+  num_batches = -(-num_examples // batch_size)
+  remainder = num_examples - (num_batches - 1) * batch_size
+  wasted = (batch_size - remainder) / (num_batches * batch_size)
+  shape = -(-remainder // multiple) * multiple
+  if shape >= batch_size or wasted <= PADDING_WASTE_LIMIT:
+    return (batch_size,)
+  return (batch_size, shape)
+
+
+def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool, clean_pred):
   """One model's outcomes on a batch: the `AttackRun` columns, each [B]; `clean_pred`
-  [B] is the model's clean prediction when known (else computed)."""
-  if clean_pred is None:
-    clean_pred = jnp.argmax(apply_fn(params, x), axis=-1)
+  [B] is the model's clean prediction."""
   adv_top2, adv_top2_classes = jax.lax.top_k(apply_fn(params, x_adv), 2)
   adv_pred = adv_top2_classes[:, 0]
   delta = (x_adv - x).reshape(x.shape[0], -1)
@@ -153,12 +183,13 @@ def _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted: bool, clean_p
 
 
 def _batch_program(make_attack, apply_fn, targeted: bool):
-  """The per-batch computation: clean and adversarial predictions, norms."""
+  """The per-batch computation: the adversarial examples, their predictions, norms;
+  `clean_pred` [B] is the model's clean prediction of the batch (`predict_clean`)."""
 
-  def program(params, x, y_true, y_attack, key_data, value):
+  def program(params, x, y_true, y_attack, key_data, value, clean_pred):
     key = jax.random.wrap_key_data(key_data)
     x_adv = make_attack(value)(apply_fn, params, x, y_attack, key)
-    return _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted)
+    return _score(apply_fn, params, x, x_adv, y_true, y_attack, targeted, clean_pred)
 
   return program
 
@@ -188,13 +219,16 @@ def _transfer_program(make_attack, apply_fn, targeted: bool, target_axis: str):
   return program
 
 
-def _predict_program(apply_fn, target_axis: str):
-  """`predict(targets, x) -> [B, T]`: every target's clean prediction of a batch."""
+def _predict_program(apply_fn, target_axis: str | None):
+  """The clean predictions of a batch: `predict(params, x) -> [B]` for one model
+  (`target_axis` None), `predict(targets, x) -> [B, T]` for T stacked targets."""
 
   def predict(targets, x):
     def one(params):
       return jnp.argmax(apply_fn(params, x), axis=-1).astype(jnp.int32)
 
+    if target_axis is None:
+      return one(targets)
     if target_axis == 'vmap':
       return jax.vmap(one, out_axes=1)(targets)
     return jnp.moveaxis(jax.lax.map(one, targets), 0, 1)
@@ -254,29 +288,38 @@ def _checked_inputs(
 
 
 class CompiledAttack(NamedTuple):
-  """An attack's batch program compiled for one batch shape (`compile_attack`).
+  """An attack's batch programs, compiled for one or two batch shapes (`compile_attack`).
 
   Attributes:
-    program: the compiled `program(params, x, y, y_attack, key_data, value)`.
-    params: the model parameters, placed as the program expects (replicated on a mesh).
-    batch_size: the batch shape it was compiled for.
+    programs: {batch shape: the compiled `program(params, x, y, y_attack, key_data,
+      value, clean_pred)`}; the full shape `batch_size`, and a last batch's smaller one
+      where `batch_shapes` gives it.
+    predicts: {batch shape: the compiled clean-prediction program, `predict(params, x)
+      -> [B]`, or `predict(targets, x) -> [B, T]` for a transfer program}.
+    params: the model parameters, placed as the programs expect (replicated on a mesh).
+    batch_size: the full batch shape; other batches are padded to it unless `programs`
+      has their shape.
     targeted: whether success means reaching the target.
-    compile_seconds: the ahead-of-time compilation time.
+    compile_seconds: the ahead-of-time compilation time of all the programs.
     mesh: the device mesh the batches are split over, or None.
     num_targets: 0 for an attack scored on its own model; T for a transfer program
       (`compile_transfer`), whose params are (source, targets stacked on axis 0) and
-      whose batches carry the targets' clean predictions [B, T].
-    predict: a transfer program's compiled `predict(targets, x) -> [B, T]`, else None.
+      whose clean predictions are [B, T].
   """
 
-  program: Any
+  programs: dict[int, Any]
+  predicts: dict[int, Any]
   params: Any
   batch_size: int
   targeted: bool
   compile_seconds: float
   mesh: Mesh | None
   num_targets: int = 0
-  predict: Any = None
+
+  @property
+  def scored_params(self) -> Any:
+    """The parameters the clean predictions are of: the model's, or the targets'."""
+    return self.params[1] if self.num_targets else self.params
 
 
 def compile_attack(
@@ -288,6 +331,7 @@ def compile_attack(
   batch_size: int,
   targeted: bool,
   mesh: Mesh | None = None,
+  num_examples: int | None = None,
 ) -> CompiledAttack:
   """Compiles the batch program of `make_attack(value)` once, for any float32 `value`.
 
@@ -299,9 +343,13 @@ def compile_attack(
     batch_size: examples per batch (a multiple of the mesh size on a mesh).
     targeted: whether the attack labels are targets.
     mesh: a 1-D device mesh to split batches over, or None.
+    num_examples: the size of the passes it will run, for `batch_shapes`; None
+      compiles the full shape only (every last batch padded).
   """
   program = _batch_program(make_attack, apply_fn, targeted)
-  return _compile(program, params, image_shape, batch_size, targeted, mesh, num_targets=0)
+  predict = _predict_program(apply_fn, None)
+  shapes = _shapes(num_examples, batch_size, mesh)
+  return _compile(program, predict, params, image_shape, shapes, targeted, mesh, num_targets=0)
 
 
 def compile_transfer(
@@ -315,11 +363,13 @@ def compile_transfer(
   targeted: bool,
   mesh: Mesh | None = None,
   target_axis: str | None = None,
+  num_examples: int | None = None,
 ) -> CompiledAttack:
   """`compile_attack` for transfer: craft on `source_params`, score every target model.
 
   Args:
-    make_attack, apply_fn, image_shape, batch_size, targeted, mesh: as `compile_attack`.
+    make_attack, apply_fn, image_shape, batch_size, targeted, mesh, num_examples: as
+      `compile_attack`.
     source_params: the model the adversarials are crafted on.
     target_params: T models of the same architecture, every leaf stacked [T, ...]; the
       adversarials of a batch are scored on all of them in the same program.
@@ -330,35 +380,32 @@ def compile_transfer(
   if target_axis not in ('vmap', 'map'):
     raise ValueError(f"target_axis must be 'vmap' or 'map', found {target_axis!r}")
   program = _transfer_program(make_attack, apply_fn, targeted, target_axis)
+  predict = _predict_program(apply_fn, target_axis)
   models = (source_params, target_params)
-  compiled = _compile(program, models, image_shape, batch_size, targeted, mesh, num_targets)
-  batch_sharding = sharding.leading_axis_sharding(mesh) if mesh is not None else None
-  start = time.perf_counter()
-  predict = (
-    jax.jit(_predict_program(apply_fn, target_axis))
-    .lower(
-      compiled.params[1],
-      jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
-    )
-    .compile()
-  )
-  seconds = compiled.compile_seconds + time.perf_counter() - start
-  return compiled._replace(predict=predict, compile_seconds=seconds)
+  shapes = _shapes(num_examples, batch_size, mesh)
+  return _compile(program, predict, models, image_shape, shapes, targeted, mesh, num_targets)
 
 
-def predict_targets(attack: CompiledAttack, images: np.ndarray) -> np.ndarray:
-  """int32 [N, T]: every target's clean prediction of `images` (a transfer program's).
+def _shapes(num_examples: int | None, batch_size: int, mesh: Mesh | None) -> tuple[int, ...]:
+  if num_examples is None:
+    return (batch_size,)
+  return batch_shapes(num_examples, batch_size, mesh.size if mesh is not None else 1)
 
-  The same for every source: compute it once and pass it to each `run_transfer`.
+
+def predict_clean(attack: CompiledAttack, images: np.ndarray) -> np.ndarray:
+  """The clean predictions of `images`, int32 [N] (or [N, T] for a transfer program's
+  targets), in the program's batches.
+
+  The same for every attack on the model(s): compute it once and pass it to each
+  `run_compiled` / `run_transfer`.
   """
   images = np.asarray(images, np.float32)
-  batch = attack.batch_size
   parts = []
-  for lo in range(0, images.shape[0], batch):
-    x = _pad_to(images[lo : lo + batch], batch)
+  for lo, shape in _batches(attack, images.shape[0]):
+    x = _pad_to(images[lo : lo + attack.batch_size], shape)
     if attack.mesh is not None:
       x = _global_batch(x, sharding.leading_axis_sharding(attack.mesh))
-    predictions = attack.predict(attack.params[1], x)
+    predictions = attack.predicts[shape](attack.scored_params, x)
     if jax.process_count() > 1:
       predictions = multihost_utils.process_allgather(predictions, tiled=True)
     parts.append(np.asarray(predictions))
@@ -372,39 +419,48 @@ def _place(params: Any, mesh: Mesh | None) -> Any:
   return jax.tree.map(lambda leaf: sharding.global_array(leaf, sharding.replicated(mesh)), params)
 
 
-def _compile(program, params, image_shape, batch_size, targeted, mesh, num_targets):
-  """Places `params` (replicated on a mesh) and compiles `program` ahead of time (a
-  transfer program also takes the targets' clean predictions [B, T])."""
+def _compile(program, predict, params, image_shape, shapes, targeted, mesh, num_targets):
+  """Places `params` (replicated on a mesh) and compiles `program` and `predict` ahead of
+  time for every batch shape of `shapes` (the first is the full one)."""
   batch_sharding = None
   if mesh is not None:
-    sharding.check_divisible(batch_size, mesh, 'batch_size')
+    for shape in shapes:
+      sharding.check_divisible(shape, mesh, 'batch_size')
     batch_sharding = sharding.leading_axis_sharding(mesh)
   params = _place(params, mesh)
+  scored = params[1] if num_targets else params
+
+  def rows(shape, *tail, dtype=jnp.int32):
+    return jax.ShapeDtypeStruct((shape, *tail), dtype, sharding=batch_sharding)
+
   start = time.perf_counter()
-  compiled = (
-    jax.jit(program)
-    .lower(
-      params,
-      jax.ShapeDtypeStruct((batch_size, *image_shape), jnp.float32, sharding=batch_sharding),
-      jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-      jax.ShapeDtypeStruct((batch_size,), jnp.int32, sharding=batch_sharding),
-      jax.random.key_data(jax.random.key(0)),
-      jax.ShapeDtypeStruct((), jnp.float32),
-      *(
-        [jax.ShapeDtypeStruct((batch_size, num_targets), jnp.int32, sharding=batch_sharding)]
-        if num_targets
-        else []
-      ),
-    )
-    .compile()
-  )
+  programs, predicts = {}, {}
+  for shape in shapes:
+    x = rows(shape, *image_shape, dtype=jnp.float32)
+    clean_pred = rows(shape, num_targets) if num_targets else rows(shape)
+    key_data = jax.random.key_data(jax.random.key(0))
+    value = jax.ShapeDtypeStruct((), jnp.float32)
+    lowered = jax.jit(program).lower(params, x, rows(shape), rows(shape), key_data, value,
+                                     clean_pred)  # fmt: skip
+    programs[shape] = lowered.compile()
+    predicts[shape] = jax.jit(predict).lower(scored, x).compile()
   seconds = time.perf_counter() - start
-  return CompiledAttack(compiled, params, batch_size, targeted, seconds, mesh, num_targets)
+  return CompiledAttack(programs, predicts, params, shapes[0], targeted, seconds, mesh, num_targets)
 
 
-def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
-  """Runs one padded batch `(x, y, y_attack[, clean_pred])` to `block_until_ready` (the
-  timed part).
+def _batches(attack: CompiledAttack, num_examples: int) -> list[tuple[int, int]]:
+  """(first row, program shape) of every batch of a pass over `num_examples`."""
+  out = []
+  for lo in range(0, num_examples, attack.batch_size):
+    size = min(attack.batch_size, num_examples - lo)
+    fitting = [shape for shape in attack.programs if shape >= size]
+    out.append((lo, min(fitting)))
+  return out
+
+
+def _run_batch(attack: CompiledAttack, shape: int, host_batch, key_data, value):
+  """Runs one padded batch `(x, y, y_attack, clean_pred)` through the program of `shape`
+  to `block_until_ready` (the timed part).
 
   Returns:
     The program's outputs, gathered from every process.
@@ -416,8 +472,8 @@ def _run_batch(attack: CompiledAttack, host_batch, key_data, value):
     replicated = sharding.replicated(attack.mesh)
     key_data = sharding.global_array(key_data, replicated)
     value = sharding.global_array(value, replicated)
-  x, y_true, y_attack, *extra = host_batch
-  result = attack.program(attack.params, x, y_true, y_attack, key_data, value, *extra)
+  x, y_true, y_attack, clean_pred = host_batch
+  result = attack.programs[shape](attack.params, x, y_true, y_attack, key_data, value, clean_pred)
   result = jax.block_until_ready(result)
   if jax.process_count() > 1:
     result = multihost_utils.process_allgather(result, tiled=True)
@@ -468,7 +524,7 @@ def run_attack(
     labels: int [N], true classes.
     key: PRNG key; batch i uses `fold_in(key, i)`, so results do not depend on
       which batches ran before (a resumed run gives the same numbers).
-    batch_size: examples per batch; the last batch is padded to this size.
+    batch_size: examples per batch; the last batch as `batch_shapes` says.
     targets: int [N] target classes for a targeted attack, or None (untargeted).
     on_batch: progress callback.
     mesh: a 1-D device mesh: each batch is split over its devices (batch_size
@@ -476,7 +532,7 @@ def run_attack(
       on the default device. The numbers do not depend on the mesh.
 
   Returns:
-    An `AttackRun` over the N examples.
+    An `AttackRun` over the N examples; its times exclude the clean predictions.
   """
   images, labels, _ = _checked_inputs(images, labels, targets)
   compiled = compile_attack(
@@ -487,6 +543,7 @@ def run_attack(
     batch_size=min(batch_size, images.shape[0]),
     targeted=targets is not None,
     mesh=mesh,
+    num_examples=images.shape[0],
   )
   return run_compiled(compiled, images, labels, key=key, targets=targets, on_batch=on_batch)
 
@@ -500,6 +557,7 @@ def run_compiled(
   value: float = 0.0,
   targets: np.ndarray | None = None,
   on_batch: BatchCallback | None = None,
+  clean_predictions: np.ndarray | None = None,
 ) -> AttackRun:
   """`run_attack` with a compiled program: `value` is the traced scalar it was built for.
 
@@ -507,13 +565,19 @@ def run_compiled(
     attack: from `compile_attack` (its batch size and mode must fit the call).
     images, labels, key, targets, on_batch: as `run_attack`.
     value: the scalar passed to the program (a sweep point's hyperparameter).
+    clean_predictions: int [N], the model's clean predictions (`predict_clean`, the same
+      for every attack on the model); computed here, untimed, when None.
 
   Returns:
     An `AttackRun`; its `compile_seconds` is the program's (shared by every call).
   """
   if attack.num_targets:
     raise ValueError('a transfer program runs with run_transfer')
-  outputs, batch_seconds = _run_batches(attack, images, labels, key, value, targets, on_batch)
+  if clean_predictions is None:
+    clean_predictions = predict_clean(attack, images)
+  outputs, batch_seconds = _run_batches(
+    attack, images, labels, key, value, targets, on_batch, clean_predictions
+  )
   num_examples = np.asarray(images).shape[0]
   return _attack_run(outputs, num_examples, batch_seconds, attack.compile_seconds, attack.targeted)
 
@@ -534,7 +598,7 @@ def run_transfer(
 
   `source_params` (any model of the program's architecture) replaces the source it was
   compiled with, so one program serves every source; `clean_predictions` [N, T]
-  (`predict_targets`, the same for every source) is computed here when not given. Every
+  (`predict_clean`, the same for every source) is computed here when not given. Every
   run shares the crafting pass: its `batch_seconds` (crafting on the source and scoring
   all targets) and `compile_seconds` are the same for every target.
   """
@@ -543,10 +607,9 @@ def run_transfer(
   if source_params is not None:
     attack = attack._replace(params=(_place(source_params, attack.mesh), attack.params[1]))
   if clean_predictions is None:
-    clean_predictions = predict_targets(attack, images)
-  clean_predictions = np.asarray(clean_predictions, np.int32)
+    clean_predictions = predict_clean(attack, images)
   outputs, batch_seconds = _run_batches(
-    attack, images, labels, key, value, targets, on_batch, extra=(clean_predictions,)
+    attack, images, labels, key, value, targets, on_batch, clean_predictions
   )
   num_examples = np.asarray(images).shape[0]
   return [
@@ -561,31 +624,40 @@ def run_transfer(
   ]
 
 
-def _run_batches(attack: CompiledAttack, images, labels, key, value, targets, on_batch, extra=()):
-  """(per-batch host outputs, batch seconds [num_batches]) of a compiled program; `extra`:
-  more per-example inputs [N, ...] batched alongside the images."""
+def _run_batches(
+  attack: CompiledAttack, images, labels, key, value, targets, on_batch, clean_predictions
+):
+  """(per-batch host outputs, batch seconds [num_batches]) of a compiled program;
+  `clean_predictions` [N] or [N, T] are batched alongside the images."""
   images, labels, attack_labels = _checked_inputs(images, labels, targets)
   if (targets is not None) != attack.targeted:
     raise ValueError(f'the program was compiled targeted={attack.targeted}; targets do not fit')
-  batch_size = attack.batch_size
-  num_batches = -(-images.shape[0] // batch_size)
+  clean_predictions = np.asarray(clean_predictions, np.int32)
+  expected = (images.shape[0], attack.num_targets) if attack.num_targets else images.shape[:1]
+  if clean_predictions.shape != expected:
+    raise ValueError(
+      f'clean_predictions must have shape {list(expected)}, found {clean_predictions.shape}; '
+      'compute them with predict_clean on the same images'
+    )
+  batches = _batches(attack, images.shape[0])
   outputs = []
-  batch_seconds = np.zeros(num_batches)
-  for index in range(num_batches):
-    rows = slice(index * batch_size, (index + 1) * batch_size)
-    columns = (images, labels, attack_labels, *extra)
-    host_batch = [_pad_to(a[rows], batch_size) for a in columns]
+  batch_seconds = np.zeros(len(batches))
+  for index, (lo, shape) in enumerate(batches):
+    rows = slice(lo, lo + attack.batch_size)
+    columns = (images, labels, attack_labels, clean_predictions)
+    host_batch = [_pad_to(a[rows], shape) for a in columns]
     start = time.perf_counter()
     key_data = jax.random.key_data(jax.random.fold_in(key, index))
-    result = _run_batch(attack, host_batch, key_data, value)
+    result = _run_batch(attack, shape, host_batch, key_data, value)
     batch_seconds[index] = time.perf_counter() - start
     outputs.append([np.asarray(r) for r in result])
     if on_batch is not None:
-      on_batch(index, num_batches, batch_seconds[index])
+      on_batch(index, len(batches), batch_seconds[index])
   return outputs, batch_seconds
 
 
 def identity_attack(apply_fn, params, x, y, key):
-  """The `clean` pass: no perturbation. Its whole-pass time is BEARD's clean time T0."""
+  """The `clean` pass: no perturbation. Its whole-pass time (one forward pass: the clean
+  predictions come in) is BEARD's clean time T0."""
   del apply_fn, params, y, key
   return x

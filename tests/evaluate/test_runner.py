@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from beard_jax.evaluate.runner import (
+  batch_shapes,
+  compile_attack,
   compile_transfer,
   identity_attack,
+  predict_clean,
   run_attack,
   run_compiled,
   run_transfer,
@@ -35,23 +38,33 @@ def _sign_attack(eps):
   return attack
 
 
-def test_records_match_a_direct_computation_with_a_padded_last_batch():
+def test_batch_shapes_pad_unless_padding_wastes_over_a_tenth_of_the_pass():
+  assert batch_shapes(256, 250) == (250, 6)  # a padded batch: 244 of 500 rows wasted
+  assert batch_shapes(10_000, 256) == (256,)  # 240 of 10,240 rows: padded
+  assert batch_shapes(41, 4) == (4,)  # 3 of 44
+  assert batch_shapes(21, 4) == (4, 1)  # 3 of 24
+  assert batch_shapes(40, 16, multiple=8) == (16, 8)  # the remainder rounded to the mesh
+  assert batch_shapes(36, 16, multiple=8) == (16, 8)  # 12 of 48 wasted; 4 rounds up to 8
+  assert batch_shapes(30, 16, multiple=8) == (16,)  # 14 rounds up to a full batch
+  assert batch_shapes(32, 16) == (16,) and batch_shapes(5, 5) == (5,)
+
+
+@pytest.mark.parametrize(('num_examples', 'shapes'), [(21, (4, 1)), (41, (4,))])
+def test_records_match_a_direct_computation_with_a_padded_or_own_last_batch(num_examples, shapes):
   apply_fn, params = _linear_model()
   rng = np.random.default_rng(1)
-  images = rng.uniform(size=(10, 2, 2, 1)).astype(np.float32)
+  images = rng.uniform(size=(num_examples, 2, 2, 1)).astype(np.float32)
   labels = np.argmax(np.asarray(apply_fn(params, images)), -1).astype(np.int32)
   labels[:3] = (labels[:3] + 1) % 3  # Three examples the model gets wrong.
   attack = _sign_attack(0.5)
+  compiled = compile_attack(
+    lambda value: attack, apply_fn, params, (2, 2, 1), batch_size=4, targeted=False,
+    num_examples=num_examples,
+  )  # fmt: skip
+  assert tuple(compiled.programs) == shapes
   calls = []
-  run = run_attack(
-    attack,
-    apply_fn,
-    params,
-    images,
-    labels,
-    key=jax.random.key(0),
-    batch_size=4,
-    on_batch=lambda i, n, s: calls.append((i, n)),
+  run = run_compiled(
+    compiled, images, labels, key=jax.random.key(0), on_batch=lambda i, n, s: calls.append((i, n))
   )
   x_adv = np.asarray(attack(apply_fn, params, jnp.asarray(images), jnp.asarray(labels), None))
   adv_pred = np.argmax(apply_fn(params, x_adv), -1)
@@ -59,11 +72,29 @@ def test_records_match_a_direct_computation_with_a_padded_last_batch():
   np.testing.assert_array_equal(run.clean_correct, clean_correct)
   np.testing.assert_array_equal(run.adv_pred, adv_pred)
   np.testing.assert_array_equal(run.success, clean_correct & (adv_pred != labels))
-  np.testing.assert_allclose(run.linf, np.abs(x_adv - images).reshape(10, -1).max(-1), atol=1e-6)
-  assert calls == [(0, 3), (1, 3), (2, 3)]
-  assert run.batch_seconds.shape == (3,) and run.compile_seconds > 0
-  assert run.clean_accuracy == pytest.approx(70.0)
+  linf = np.abs(x_adv - images).reshape(num_examples, -1).max(-1)
+  np.testing.assert_allclose(run.linf, linf, atol=1e-6)
+  num_batches = -(-num_examples // 4)
+  assert calls == [(i, num_batches) for i in range(num_batches)]
+  assert run.batch_seconds.shape == (num_batches,) and run.compile_seconds > 0
+  assert run.clean_accuracy == pytest.approx(100.0 * clean_correct.mean())
   assert run.robust_accuracy == pytest.approx(100.0 * (adv_pred == labels).mean())
+
+
+def test_given_clean_predictions_are_the_ones_scored_and_must_fit():
+  apply_fn, params = _linear_model()
+  images = np.random.default_rng(3).uniform(size=(6, 2, 2, 1)).astype(np.float32)
+  labels = np.asarray(jnp.argmax(apply_fn(params, images), -1), np.int32)
+  compiled = compile_attack(
+    lambda value: identity_attack, apply_fn, params, (2, 2, 1), batch_size=4, targeted=False
+  )
+  clean = predict_clean(compiled, images)
+  np.testing.assert_array_equal(clean, labels)
+  wrong = (clean + 1) % 3
+  run = run_compiled(compiled, images, labels, key=jax.random.key(0), clean_predictions=wrong)
+  assert not run.clean_correct.any() and run.adv_correct.all()
+  with pytest.raises(ValueError, match=r'clean_predictions must have shape \[6\]'):
+    run_compiled(compiled, images, labels, key=jax.random.key(0), clean_predictions=clean[:5])
 
 
 def test_clean_pass_changes_nothing_and_targets_are_checked():
