@@ -58,6 +58,7 @@ from beard_jax.evaluate.runner import (
   predict_clean,
   run_compiled,
   run_transfer,
+  with_params,
 )
 from beard_jax.io.locks import workdir_lock
 from beard_jax.models.convnet import ConvNet, make_apply_fn, normalize
@@ -158,17 +159,21 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
   progress = RunProgress(len(cells), len(cells) - len(todo))
   progress.plan(todo)
   versions = provenance.library_versions()
-  params, loaded, shared_programs, clean = None, None, {}, None
+  # Compiled programs by `_attack_maker`'s key: the models of a run share one architecture,
+  # so each program compiles once and every later model runs it with its own parameters.
+  params, loaded, programs, clean = None, None, {}, None
   batch_size = min(config.batch_size, len(labels))
   for cell in todo:
     if cell.entry != loaded:
       params, loaded = load_model_params(cell.entry, model, spec.image_size), cell.entry
-      shared_programs, clean = {}, None
+      clean = None
     hparams = plan.cell_hparams(cell)
-    make_attack, value, shared = _attack_maker(plan, cell, hparams)
-    compiled = shared_programs.get(shared)
+    make_attack, value, program_key = _attack_maker(plan, cell, hparams)
+    compiled = programs.get(program_key)
     reused = compiled is not None
-    if not reused:
+    if reused:
+      compiled = with_params(compiled, params)
+    else:
       compiled = compile_attack(
         make_attack,
         apply_fn,
@@ -179,8 +184,7 @@ def run_cells(plan: RunPlan, cells, store: ResultStore, images, labels, mesh=Non
         mesh=mesh,
         num_examples=len(labels),
       )
-      if shared:
-        shared_programs[shared] = compiled
+      programs[program_key] = compiled
     if clean is None:  # The model's clean predictions: one pass for all its cells.
       clean = predict_clean(compiled, inputs)
     label = progress.start(cell)
@@ -267,20 +271,22 @@ def run_transfer_passes(plan: RunPlan, entries, store: ResultStore, images, labe
     transfer.log_pass(unit, done, len(todo), runs, entries)
 
 
-def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, tuple | None]:
-  """(make_attack(value), value, shared program key or None) of a cell.
+def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, tuple]:
+  """(make_attack(value), value, program key) of a cell: cells with equal keys run the same
+  compiled program (on any model of the run).
 
   A sweep point of a hyperparameter the attack takes traced passes the point as the
-  program's value, so every point of the (attack, mode) shares one program (key
-  returned); any other cell bakes its hyperparameters in and ignores the value.
+  program's value, so every point of the (attack, mode) shares one program; any other
+  cell bakes its hyperparameters in (they are part of its key) and ignores the value.
   """
   if cell.attack == 'clean':
-    return (lambda value: identity_attack), 0.0, None
+    return (lambda value: identity_attack), 0.0, ('clean',)
   runs_as = plan.runs_as(cell.attack, cell.targeted)
   sweep = plan.sweeps.get((cell.attack, cell.targeted)) if cell.sweep else None
   if sweep is None or sweep.name not in attack_library.get_spec(runs_as).traced:
     attack_fn = attack_library.get_attack(runs_as, **hparams)
-    return (lambda value: attack_fn), 0.0, None
+    key = ('fixed', runs_as, cell.targeted, repr(sorted(hparams.items())))
+    return (lambda value: attack_fn), 0.0, key
   fixed = plan.hparams[(cell.attack, cell.targeted)]
   make_attack = attack_library.traced_attack_maker(runs_as, fixed, sweep.name)
   return make_attack, float(hparams[sweep.name]), ('sweep', cell.attack, cell.targeted)

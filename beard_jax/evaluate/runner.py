@@ -412,6 +412,13 @@ def predict_clean(attack: CompiledAttack, images: np.ndarray) -> np.ndarray:
   return np.concatenate(parts)[: images.shape[0]]
 
 
+def with_params(attack: CompiledAttack, params: Any) -> CompiledAttack:
+  """The same compiled programs on another model of the same architecture: `params` (the
+  model, or a transfer program's source) placed as the programs expect."""
+  placed = _place(params, attack.mesh)
+  return attack._replace(params=(placed, attack.params[1]) if attack.num_targets else placed)
+
+
 def _place(params: Any, mesh: Mesh | None) -> Any:
   """`params` replicated over `mesh`'s devices, or as they are without a mesh."""
   if mesh is None:
@@ -605,7 +612,7 @@ def run_transfer(
   if not attack.num_targets:
     raise ValueError('run_transfer needs a program from compile_transfer')
   if source_params is not None:
-    attack = attack._replace(params=(_place(source_params, attack.mesh), attack.params[1]))
+    attack = with_params(attack, source_params)
   if clean_predictions is None:
     clean_predictions = predict_clean(attack, images)
   outputs, batch_seconds = _run_batches(

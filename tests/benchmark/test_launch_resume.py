@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from pool_fixtures import REPO, comparable_records, write_model_pool
+from pool_fixtures import REPO, comparable_records, read_records, write_model_pool
 
 
 @pytest.fixture(scope='module')
@@ -57,6 +57,12 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(model_pool, beard_data_
   _launch(model_pool, beard_data_dir, reference, env)
   expected = comparable_records(reference / 'results.jsonl')
   assert len(expected) == 2 * 3  # Two models × (clean, fgsm, pgd).
+  # The second model runs the first one's compiled programs (the resumed run below
+  # compiles afresh after every kill, and must still give the same records).
+  compiled = {}
+  for record in read_records(reference):
+    compiled.setdefault(record['method'], []).append(record['compile_seconds'] > 0)
+  assert compiled == {'DC': [True] * 3, 'DM': [False] * 3}
 
   resumed = tmp_path / 'resumed'
   rng = random.Random(0)
