@@ -280,7 +280,7 @@ def _attack_maker(plan: RunPlan, cell, hparams: dict) -> tuple[Callable, float, 
   cell bakes its hyperparameters in (they are part of its key) and ignores the value.
   """
   if cell.attack == 'clean':
-    return (lambda value: identity_attack), 0.0, ('clean',)
+    return (lambda value: identity_attack), 0.0, ('clean', cell.targeted)
   runs_as = plan.runs_as(cell.attack, cell.targeted)
   sweep = plan.sweeps.get((cell.attack, cell.targeted)) if cell.sweep else None
   if sweep is None or sweep.name not in attack_library.get_spec(runs_as).traced:
