@@ -11,16 +11,14 @@ CIFAR-10 test images in one batch of N (`beard` protocol, BEARD's hyperparameter
     given, as `launch.py` runs it (attack, final forward, top-2 gap, norms, transfers).
 
 The runner's overhead is cell / (bare + forward) − 1; the product ratio is torch's
-(bare + forward) over our cell. Medians of `--repeats` calls after one warm-up each.
+(bare + forward) over our cell. Every part runs once to warm up, then all parts alternate
+for `--repeats` rounds (`common.time_alternating`); medians are reported.
 
   BEARD_DATA_DIR=../shared/data .venv/bin/python bench/bench_product_path.py \
     --attack=fgsm --num_images=256 --repeats=7
 """
 
 from __future__ import annotations
-
-import statistics
-import time
 
 import bench_attacks  # bench-local; of its flags --num_images and --repeats apply
 import common  # bench-local: puts the repo root on sys.path
@@ -36,15 +34,7 @@ from beard_jax.evaluate.runner import compile_attack, predict_clean, run_compile
 FLAGS = flags.FLAGS
 flags.DEFINE_string('attack', 'fgsm', 'attack of the beard suite')
 
-
-def _median_seconds(fn) -> float:
-  fn()
-  times = []
-  for _ in range(FLAGS.repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+PARTS = ('bare attack', 'forward', 'runner cell')  # torch has no runner cell
 
 
 def main(argv):
@@ -72,25 +62,23 @@ def main(argv):
     with torch.no_grad():
       net(x_torch).argmax(1).numpy()
 
-  ours = {
-    'bare attack': _median_seconds(lambda: jax.block_until_ready(bare(models.params, x, y))),
-    'forward': _median_seconds(lambda: jax.block_until_ready(forward(models.params, x))),
-    'runner cell': _median_seconds(
-      lambda: run_compiled(
-        cell, images.nhwc, images.labels, key=jax.random.key(0), clean_predictions=clean
-      )
+  parts = {
+    'ours bare attack': lambda: common.block(bare(models.params, x, y)),
+    'ours forward': lambda: common.block(forward(models.params, x)),
+    'ours runner cell': lambda: run_compiled(
+      cell, images.nhwc, images.labels, key=jax.random.key(0), clean_predictions=clean
     ),
+    'torch bare attack': lambda: theirs(x_torch, y_torch),
+    'torch forward': torch_forward,
   }
-  torch_parts = {
-    'bare attack': _median_seconds(lambda: theirs(x_torch, y_torch)),
-    'forward': _median_seconds(torch_forward),
-  }
+  for part in parts.values():  # warm-up
+    part()
+  times = common.time_alternating(parts, FLAGS.repeats)
+  ours = {name: common.median(times[f'ours {name}']) for name in PARTS}
+  torch_parts = {name: common.median(times[f'torch {name}']) for name in PARTS[:2]}
   print(common.machine_line())
   print(f'{FLAGS.attack}, beard protocol, {len(images.labels)} images in one batch, medians')
-  rows = [
-    [part, ours[part], torch_parts.get(part, float('nan'))]
-    for part in ('bare attack', 'forward', 'runner cell')
-  ]
+  rows = [[part, ours[part], torch_parts.get(part, float('nan'))] for part in PARTS]
   print(common.format_table(['part', 'ours s', 'torch s'], rows))
   ours_sum = ours['bare attack'] + ours['forward']
   torch_sum = torch_parts['bare attack'] + torch_parts['forward']

@@ -146,7 +146,7 @@ def batch_shapes(num_examples: int, batch_size: int, multiple: int = 1) -> tuple
     batch_size: B, rows of the full batches.
     multiple: the remainder shape is rounded up to a multiple of this (the mesh size).
 
-  Examples: N 256 at B 250 → (250, 8) (a padded batch would waste 242 of 500 rows);
+  Examples: N 256 at B 250 → (250, 6) (a padded batch would waste 244 of 500 rows);
   N 10,000 at B 256 → (256,) (240 of 10,240 rows, 2.3 %).
   """
   num_batches = -(-num_examples // batch_size)
@@ -294,8 +294,9 @@ class CompiledAttack(NamedTuple):
     programs: {batch shape: the compiled `program(params, x, y, y_attack, key_data,
       value, clean_pred)`}; the full shape `batch_size`, and a last batch's smaller one
       where `batch_shapes` gives it.
-    predicts: {batch shape: the compiled clean-prediction program, `predict(params, x)
-      -> [B]`, or `predict(targets, x) -> [B, T]` for a transfer program}.
+    predict: the jitted clean-prediction function, `predict(params, x) -> [B]`, or
+      `predict(targets, x) -> [B, T]` for a transfer program; `predict_clean` runs it
+      once per model, so it compiles on first use (untimed), not with the attack.
     params: the model parameters, placed as the programs expect (replicated on a mesh).
     batch_size: the full batch shape; other batches are padded to it unless `programs`
       has their shape.
@@ -308,7 +309,7 @@ class CompiledAttack(NamedTuple):
   """
 
   programs: dict[int, Any]
-  predicts: dict[int, Any]
+  predict: Callable[[Any, jax.Array], jax.Array]
   params: Any
   batch_size: int
   targeted: bool
@@ -405,7 +406,7 @@ def predict_clean(attack: CompiledAttack, images: np.ndarray) -> np.ndarray:
     x = _pad_to(images[lo : lo + attack.batch_size], shape)
     if attack.mesh is not None:
       x = _global_batch(x, sharding.leading_axis_sharding(attack.mesh))
-    predictions = attack.predicts[shape](attack.scored_params, x)
+    predictions = attack.predict(attack.scored_params, x)
     if jax.process_count() > 1:
       predictions = multihost_utils.process_allgather(predictions, tiled=True)
     parts.append(np.asarray(predictions))
@@ -427,32 +428,32 @@ def _place(params: Any, mesh: Mesh | None) -> Any:
 
 
 def _compile(program, predict, params, image_shape, shapes, targeted, mesh, num_targets):
-  """Places `params` (replicated on a mesh) and compiles `program` and `predict` ahead of
-  time for every batch shape of `shapes` (the first is the full one)."""
+  """Places `params` (replicated on a mesh), compiles `program` ahead of time for every
+  batch shape of `shapes` (the first is the full one) and jits `predict`."""
   batch_sharding = None
   if mesh is not None:
     for shape in shapes:
       sharding.check_divisible(shape, mesh, 'batch_size')
     batch_sharding = sharding.leading_axis_sharding(mesh)
   params = _place(params, mesh)
-  scored = params[1] if num_targets else params
 
   def rows(shape, *tail, dtype=jnp.int32):
     return jax.ShapeDtypeStruct((shape, *tail), dtype, sharding=batch_sharding)
 
+  key_data = jax.random.key_data(jax.random.key(0))
+  value = jax.ShapeDtypeStruct((), jnp.float32)
   start = time.perf_counter()
-  programs, predicts = {}, {}
+  programs = {}
   for shape in shapes:
     x = rows(shape, *image_shape, dtype=jnp.float32)
     clean_pred = rows(shape, num_targets) if num_targets else rows(shape)
-    key_data = jax.random.key_data(jax.random.key(0))
-    value = jax.ShapeDtypeStruct((), jnp.float32)
     lowered = jax.jit(program).lower(params, x, rows(shape), rows(shape), key_data, value,
                                      clean_pred)  # fmt: skip
     programs[shape] = lowered.compile()
-    predicts[shape] = jax.jit(predict).lower(scored, x).compile()
   seconds = time.perf_counter() - start
-  return CompiledAttack(programs, predicts, params, shapes[0], targeted, seconds, mesh, num_targets)
+  return CompiledAttack(
+    programs, jax.jit(predict), params, shapes[0], targeted, seconds, mesh, num_targets
+  )
 
 
 def _batches(attack: CompiledAttack, num_examples: int) -> list[tuple[int, int]]:
