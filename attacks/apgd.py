@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import losses, targets
-from attacks.base import Attack, Kept, check_batch
+from attacks.base import Attack, Kept, fold_each, uniform_each
 
 
 def checkpoint_schedule(steps: int) -> tuple[list[bool], list[int]]:
@@ -221,19 +221,25 @@ def apgd_run(
   return state.x_best_adv, ~state.robust
 
 
-def linf_start(key: jax.Array, x: jax.Array, eps: float) -> jax.Array:
-  """APGD's random start x + ε·t/‖t‖∞ with t ~ U(-1, 1), per sample (not clipped)."""
-  t = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0)
+def linf_start(keys: jax.Array, x: jax.Array, eps: float) -> jax.Array:
+  """APGD's random start x + ε·t/‖t‖∞, t ~ U(-1, 1) from each sample's key (not clipped).
+
+  Args:
+    keys: [B] per-sample keys.
+    x: [B, H, W, C] clean inputs.
+    eps: L∞ radius.
+  """
+  t = uniform_each(keys, x.shape[1:], -1.0, 1.0)
   t_max = jnp.max(jnp.abs(t).reshape(x.shape[0], -1), axis=1)
   return x + eps * t / _bcast(t_max, x)
 
 
-def _restarts(x, key, active, run_one, n_restarts: int) -> Kept:
-  """Runs `run_one(key) -> (x_adv, fooled)` n_restarts times; the first success per sample wins.
+def _restarts(x, keys, active, run_one, n_restarts: int) -> Kept:
+  """Runs `run_one(keys) -> (x_adv, fooled)` n_restarts times; the first success per sample wins.
 
   Args:
     x: [B, H, W, C], the points kept where no restart succeeds.
-    key: restart r uses `fold_in(key, r)`.
+    keys: [B] per-sample keys; restart r uses `fold_each(keys, r)`.
     active: bool [B], the samples to attack.
     run_one: one run, returning x_adv [B, H, W, C] and fooled bool [B].
     n_restarts: how many runs.
@@ -243,7 +249,7 @@ def _restarts(x, key, active, run_one, n_restarts: int) -> Kept:
   """
 
   def body(r, kept: Kept) -> Kept:
-    return kept.update(*run_one(jax.random.fold_in(key, r)))
+    return kept.update(*run_one(fold_each(keys, r)))
 
   return jax.lax.fori_loop(0, n_restarts, body, Kept(x, active))
 
@@ -253,7 +259,7 @@ def apgd_masked(
   params,
   x,
   y,
-  key,
+  keys,
   active,
   *,
   loss: str,
@@ -266,7 +272,10 @@ def apgd_masked(
   clip_max: float,
   x_init: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-  """APGD-CE / APGD-DLR on the points where `active` [B] bool; returns `(x_adv, still_robust)`."""
+  """APGD-CE / APGD-DLR on the points where `active` [B] bool; returns `(x_adv, still_robust)`.
+
+  A `work_queue.Stage`: keys are per-sample keys [B].
+  """
   logits_clean = apply_fn(params, x)
   if targeted:
     y_pred = jnp.argmax(logits_clean, axis=-1)
@@ -304,7 +313,7 @@ def apgd_masked(
       clip_max=clip_max,
     )
 
-  return _restarts(x, key, active, run_one, n_restarts)
+  return _restarts(x, keys, active, run_one, n_restarts)
 
 
 def apgd_t_masked(
@@ -312,7 +321,7 @@ def apgd_t_masked(
   params,
   x,
   y,
-  key,
+  keys,
   active,
   *,
   eps: float,
@@ -323,7 +332,7 @@ def apgd_t_masked(
   clip_min: float,
   clip_max: float,
 ) -> tuple[jax.Array, jax.Array]:
-  """APGD-T on the points where `active`; returns `(x_adv, still_robust)`."""
+  """APGD-T on the points where `active`; returns `(x_adv, still_robust)` (a `work_queue.Stage`)."""
   logits_clean = apply_fn(params, x)
   order = jnp.argsort(logits_clean, axis=-1)  # ascending
   active = active & (jnp.argmax(logits_clean, axis=-1) == y)
@@ -349,7 +358,7 @@ def apgd_t_masked(
         clip_max=clip_max,
       )
 
-    adv, left = _restarts(x, jax.random.fold_in(key, j), kept.robust, run_one, n_restarts)
+    adv, left = _restarts(x, fold_each(keys, j), kept.robust, run_one, n_restarts)
     return kept.update(adv, ~left)
 
   return jax.lax.fori_loop(0, n_target_classes, per_target, Kept(x, active))
@@ -369,35 +378,24 @@ def _make_apgd(loss: str):
     n_restarts: int = 1,
     rho: float = 0.75,
     targeted: bool = False,
+    chunk: int | None = None,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
   ) -> Attack:
     _check(eps, steps, n_restarts)
-
-    def attack(apply_fn, params, x, y, key) -> jax.Array:
-      x = jnp.asarray(x, jnp.float32)
-      y = jnp.asarray(y, jnp.int32)
-      check_batch(x, y)
-      active = jnp.ones(x.shape[:1], bool)
-      x_adv, _ = apgd_masked(
-        apply_fn,
-        params,
-        x,
-        y,
-        key,
-        active,
-        loss=loss,
-        eps=eps,
-        steps=steps,
-        n_restarts=n_restarts,
-        rho=rho,
-        targeted=targeted,
-        clip_min=clip_min,
-        clip_max=clip_max,
-      )
-      return x_adv
-
-    return attack
+    return targets.attack_every_point(
+      apgd_masked,
+      chunk=chunk,
+      reach_target=targeted,
+      loss=loss,
+      eps=eps,
+      steps=steps,
+      n_restarts=n_restarts,
+      rho=rho,
+      targeted=targeted,
+      clip_min=clip_min,
+      clip_max=clip_max,
+    )
 
   return make
 
@@ -411,6 +409,8 @@ make_apgd_ce.__doc__ = """APGD with cross-entropy loss, L∞ (Croce & Hein 2020)
     n_restarts: random restarts; each attacks only points not fooled yet (1).
     rho: checkpoint oscillation threshold (0.75).
     targeted: y holds target labels; the loss is −CE(target), success = reaching the target.
+    chunk: samples attacked at once; only the samples the clean point does not already fool
+      are attacked (`attacks.work_queue.run_on_active`). None takes `default_chunk(batch)`.
     clip_min, clip_max: the box (0, 1).
 
   Returns:
@@ -434,6 +434,7 @@ def make_apgd_t(
   n_target_classes: int = 9,
   rho: float = 0.75,
   targeted: bool = False,
+  chunk: int | None = None,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -446,7 +447,7 @@ def make_apgd_t(
   `APGDT` (3.5.1) uses n_target_classes = n_classes − 1 and steps = 10 by default.
 
   Args:
-    eps, steps, n_restarts, rho, clip_min, clip_max: as in `make_apgd_ce`.
+    eps, steps, n_restarts, rho, chunk, clip_min, clip_max: as in `make_apgd_ce`.
     n_target_classes: how many target classes to try, ≤ K − 1 (9); unused when `targeted`.
     targeted: y are the targets: the targeted DLR loss towards each sample's own target
       (the clean prediction as the source class, `make_apgd_dlr(targeted=True)`), success =
@@ -460,10 +461,12 @@ def make_apgd_t(
     raise ValueError(f'n_target_classes must be >= 1, found {n_target_classes}')
   if targeted:
     return make_apgd_dlr(eps=eps, steps=steps, n_restarts=n_restarts, rho=rho, targeted=True,
-                         clip_min=clip_min, clip_max=clip_max)  # fmt: skip
+                         chunk=chunk, clip_min=clip_min, clip_max=clip_max)  # fmt: skip
 
   return targets.attack_every_point(
     apgd_t_masked,
+    chunk=chunk,
+    reach_target=False,
     eps=eps,
     steps=steps,
     n_restarts=n_restarts,

@@ -5,9 +5,11 @@ ensemble of diverse parameter-free attacks", ICML 2020, §5.
 
 The stages run in order; each one attacks only the points every earlier stage left correctly
 classified, and a point's output is the first successful stage's point (the clean input where
-none succeeded): robust accuracy is the worst case over the four attacks, per sample. Here every
-stage runs over the whole batch with a mask of the points still robust (fixed shapes for jit
-and vmap); a masked-out point costs compute but its result is discarded.
+none succeeded): robust accuracy is the worst case over the four attacks, per sample. Each
+stage costs what its still-robust points need, as in torchattacks, which slices them out:
+APGD-CE, APGD-T and FAB-T run on the still-robust points only, `chunk` at a time
+(`attacks.work_queue.run_on_active`), and Square keeps them in its work queue of `slots`.
+Once nothing is robust, the later stages cost nothing.
 
 Two variants:
 - `'standard'`, as the authors' AutoAttack runs it: APGD-CE (100 iterations, 1 restart), APGD-T
@@ -36,7 +38,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from attacks import targets
+from attacks import targets, work_queue
 from attacks.apgd import apgd_masked, apgd_t_masked
 from attacks.base import Attack, check_batch, keep_first_success
 from attacks.fab import fab_t_masked, fab_to_target_masked
@@ -47,6 +49,8 @@ VARIANTS = {
   'torchattacks': {'steps': 10, 'n_queries': 5000, 'rescale_schedule': True},
 }
 STAGES = ('apgd_ce', 'apgd_t', 'fab_t', 'square')
+CHUNKED = frozenset({'apgd_ce', 'apgd_t', 'fab_t'})
+"""The stages run through `work_queue.run_on_active` (per-sample keys); Square takes the key."""
 
 
 def _untargeted_stages(eps, setting, n_target_classes, box, slots) -> dict[str, Callable]:
@@ -99,6 +103,7 @@ def make_autoattack(
   n_target_classes: int = 9,
   targeted: bool = False,
   slots: int | None = None,
+  chunk: int | None = None,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -112,6 +117,8 @@ def make_autoattack(
     n_target_classes: target classes of APGD-T and FAB-T, ≤ K − 1 (9); unused when targeted.
     targeted: y are the targets; the stages attack them (module docstring).
     slots: samples in flight in the Square stage (`attacks.square.default_slots` if None).
+    chunk: samples attacked at once in the APGD-CE, APGD-T and FAB-T stages
+      (`attacks.work_queue.default_chunk` if None); results depend on it only through rounding.
     clip_min, clip_max: the box (0, 1).
 
   Returns:
@@ -119,10 +126,12 @@ def make_autoattack(
     labels (or targets); x_adv the first stage's successful point per sample, else x.
 
   Raises:
-    ValueError: an unknown variant.
+    ValueError: an unknown variant, or chunk < 1.
   """
   if variant not in VARIANTS:
     raise ValueError(f'unknown AutoAttack variant {variant!r}; choose from {sorted(VARIANTS)}')
+  if chunk is not None and chunk < 1:
+    raise ValueError(f'chunk must be None or >= 1, got {chunk}')
   setting = dict(VARIANTS[variant])
   if steps is not None:
     setting['steps'] = steps
@@ -145,9 +154,14 @@ def make_autoattack(
     if not targeted:
       targets.check_target_count(apply_fn, params, x, n_target_classes)
     robust = ~succeeded(apply_fn(params, x), y)
+    in_chunk = work_queue.default_chunk(x.shape[0]) if chunk is None else chunk
     x_out = x
     for i, name in enumerate(STAGES):
-      adv, _ = stages[name](apply_fn, params, x, y, jax.random.fold_in(key, i), robust)
+      args = (apply_fn, params, x, y, jax.random.fold_in(key, i), robust)
+      if name in CHUNKED:
+        adv, _ = work_queue.run_on_active(stages[name], in_chunk, *args)
+      else:
+        adv, _ = stages[name](*args)
       x_out, robust = keep_first_success(x_out, robust, adv, succeeded(apply_fn(params, adv), y))
     return x_out
 

@@ -1,9 +1,14 @@
-"""What every attack module shares: the attack type, its input check, first-success-wins.
+"""What every attack module shares: the attack type, its input check, first-success-wins,
+per-sample random keys.
 
 An ensemble or a loop of runs (restarts, target classes, AutoAttack's stages) keeps,
 per sample, the point of the first run that fooled it; later runs attack only the
 samples still robust. `keep_first_success` is that rule, written once, and `Kept` the
 loop state that carries it.
+
+An attack that runs its samples in a work queue or in chunks draws each sample's random
+numbers from the sample's own key (`sample_keys`), so a sample's draws do not depend on
+which other samples share its batch or chunk.
 """
 
 from __future__ import annotations
@@ -66,3 +71,18 @@ class Kept(NamedTuple):
   def update(self, adv: jax.Array, fooled: jax.Array) -> Kept:
     """`keep_first_success` on this state: take adv [B, ...] where a robust sample is `fooled`."""
     return Kept(*keep_first_success(self.x_out, self.robust, adv, fooled))
+
+
+def sample_keys(key: jax.Array, batch: int) -> jax.Array:
+  """Per-sample keys [B]: sample i's is `fold_in(key, i)`."""
+  return jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.arange(batch))
+
+
+def fold_each(keys: jax.Array, data) -> jax.Array:
+  """`fold_in(k, data)` for each of the per-sample keys [B] (a run number, a target index)."""
+  return jax.vmap(lambda k: jax.random.fold_in(k, data))(keys)
+
+
+def uniform_each(keys: jax.Array, shape: tuple[int, ...], minval: float, maxval: float):
+  """float32 [B, *shape]: row i uniform on [minval, maxval) from keys[i]."""
+  return jax.vmap(lambda k: jax.random.uniform(k, shape, jnp.float32, minval, maxval))(keys)

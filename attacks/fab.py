@@ -33,7 +33,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import targets
-from attacks.base import Attack, Kept
+from attacks.base import Attack, Kept, fold_each, uniform_each
 
 
 def _take(a: jax.Array, idx: jax.Array) -> jax.Array:
@@ -199,14 +199,15 @@ def fab_targeted_run(
   return adv, dist
 
 
-def _fab_attempt(apply_fn, params, x, source, target, restart, key, *, eps, reach_target, **fab):
-  """One FAB run of restart number `restart` (a random start at radius ε/2 after the first).
+def _fab_attempt(apply_fn, params, x, source, target, restart, keys, *, eps, reach_target, **fab):
+  """One FAB run of restart number `restart` (a random start at radius ε/2 after the first,
+  drawn from the per-sample keys [B]).
 
   Returns:
     `(adv [B, H, W, C], fooled [B] bool)`: fooled when the run's point is adversarial (left
     `source`, or reached `target` when `reach_target`) and within ε of x.
   """
-  t = jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0)
+  t = uniform_each(keys, x.shape[1:], -1.0, 1.0)
   rand = x + eps * 0.5 * t / _bcast(_linf(t), x)
   start = jnp.where(restart > 0, jnp.clip(rand, fab['clip_min'], fab['clip_max']), x)
   adv, _ = fab_targeted_run(
@@ -222,7 +223,7 @@ def fab_t_masked(
   params,
   x,
   y,
-  key,
+  keys,
   active,
   *,
   eps: float,
@@ -235,7 +236,10 @@ def fab_t_masked(
   clip_min: float,
   clip_max: float,
 ) -> tuple[jax.Array, jax.Array]:
-  """FAB-T on the points where `active` [B]; returns `(x_adv, still_robust)`."""
+  """FAB-T on the points where `active` [B]; returns `(x_adv, still_robust)`.
+
+  A `work_queue.Stage`: keys are per-sample keys [B].
+  """
   logits_clean = apply_fn(params, x)
   order = jnp.argsort(logits_clean, axis=-1)
   active = active & (jnp.argmax(logits_clean, axis=-1) == y)
@@ -246,7 +250,7 @@ def fab_t_masked(
     j, r = i // n_restarts, i % n_restarts
     target = jnp.take(order, order.shape[-1] - 2 - j, axis=-1)
     adv, fooled = _fab_attempt(
-      apply_fn, params, x, y, target, r, jax.random.fold_in(key, i), eps=eps,
+      apply_fn, params, x, y, target, r, fold_each(keys, i), eps=eps,
       reach_target=False, **fab,
     )  # fmt: skip
     return kept.update(adv, fooled)
@@ -259,7 +263,7 @@ def fab_to_target_masked(
   params,
   x,
   y_target,
-  key,
+  keys,
   active,
   *,
   eps: float,
@@ -275,7 +279,7 @@ def fab_to_target_masked(
 
   The boundary followed is the clean prediction's against the target (the contract gives
   only the targets); a point counts as fooled when it is classified as its target within ε.
-  Points already classified as their target are left alone.
+  Points already classified as their target are left alone. A `work_queue.Stage`.
   """
   source = jnp.argmax(apply_fn(params, x), axis=-1)
   active = active & (source != y_target)
@@ -284,7 +288,7 @@ def fab_to_target_masked(
 
   def per_run(r, kept: Kept) -> Kept:
     adv, fooled = _fab_attempt(
-      apply_fn, params, x, source, y_target, r, jax.random.fold_in(key, r), eps=eps,
+      apply_fn, params, x, source, y_target, r, fold_each(keys, r), eps=eps,
       reach_target=True, **fab,
     )  # fmt: skip
     return kept.update(adv, fooled)
@@ -301,6 +305,7 @@ def make_fab_t(
   eta: float = 1.05,
   beta: float = 0.9,
   targeted: bool = False,
+  chunk: int | None = None,
   clip_min: float = 0.0,
   clip_max: float = 1.0,
 ) -> Attack:
@@ -315,6 +320,8 @@ def make_fab_t(
     targeted: y are the targets: one FAB run per restart towards each sample's own target
       (`fab_to_target_masked`), success = classified as the target within ε;
       `n_target_classes` is then unused.
+    chunk: samples attacked at once; only the samples the clean point does not already fool
+      are attacked (`attacks.work_queue.run_on_active`). None takes `default_chunk(batch)`.
     clip_min, clip_max: the box (0, 1).
 
   Returns:
@@ -330,5 +337,7 @@ def make_fab_t(
   fab = dict(eps=eps, steps=steps, n_restarts=n_restarts, alpha_max=alpha_max, eta=eta,
              beta=beta, clip_min=clip_min, clip_max=clip_max)  # fmt: skip
   if targeted:
-    return targets.attack_every_point(fab_to_target_masked, **fab)
-  return targets.attack_every_point(fab_t_masked, n_target_classes=n_target_classes, **fab)
+    return targets.attack_every_point(fab_to_target_masked, chunk=chunk, reach_target=True, **fab)
+  return targets.attack_every_point(
+    fab_t_masked, chunk=chunk, reach_target=False, n_target_classes=n_target_classes, **fab
+  )

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
-from attacks import deepfool, spsa, square
+from attacks import deepfool, spsa, square, work_queue
 from attacks.apgd import make_apgd_ce, make_apgd_dlr, make_apgd_t
 from attacks.autoattack import make_autoattack
 from attacks.base import Attack
@@ -58,6 +58,7 @@ class AttackSpec(NamedTuple):
 
 
 _SQUARE_SLOTS = {'slots': square.default_slots}
+_CHUNK = {'chunk': work_queue.default_chunk}
 _PGD_TRACED = frozenset({'eps', 'step_size', 'steps'})
 
 SPECS: dict[str, AttackSpec] = {
@@ -75,13 +76,16 @@ SPECS: dict[str, AttackSpec] = {
     {'slots': lambda batch: deepfool.default_slots()},
     'DeepFool, minimal L2 steps to the nearest boundary (or to the target)',
   ),
-  'apgd_ce': AttackSpec(make_apgd_ce, BOTH_MODES, {}, 'Auto-PGD on cross-entropy, L∞'),
-  'apgd_dlr': AttackSpec(make_apgd_dlr, BOTH_MODES, {}, 'Auto-PGD on the DLR loss, L∞'),
+  'apgd_ce': AttackSpec(make_apgd_ce, BOTH_MODES, _CHUNK, 'Auto-PGD on cross-entropy, L∞'),
+  'apgd_dlr': AttackSpec(make_apgd_dlr, BOTH_MODES, _CHUNK, 'Auto-PGD on the DLR loss, L∞'),
   'apgd_t': AttackSpec(
-    make_apgd_t, BOTH_MODES, {}, 'Auto-PGD on targeted DLR (ranked targets, or the given one)'
+    make_apgd_t, BOTH_MODES, _CHUNK, 'Auto-PGD on targeted DLR (ranked targets, or the given one)'
   ),
   'fab_t': AttackSpec(
-    make_fab_t, BOTH_MODES, {}, 'FAB, minimal L∞ boundary steps (ranked targets or the given one)'
+    make_fab_t,
+    BOTH_MODES,
+    _CHUNK,
+    'FAB, minimal L∞ boundary steps (ranked targets or the given one)',
   ),
   'square': AttackSpec(
     square.make_square, BOTH_MODES, _SQUARE_SLOTS, 'Square, score-based random search, L∞'
@@ -95,7 +99,7 @@ SPECS: dict[str, AttackSpec] = {
   'autoattack': AttackSpec(
     make_autoattack,
     BOTH_MODES,
-    _SQUARE_SLOTS,
+    {**_SQUARE_SLOTS, **_CHUNK},
     'AutoAttack: APGD-CE, APGD-T, FAB-T, Square; first success per sample',
   ),
 }

@@ -46,7 +46,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import losses, work_queue
-from attacks.base import Attack, check_batch
+from attacks.base import Attack, check_batch, sample_keys
 from attacks.work_queue import WorkQueue
 
 _SCHEDULE_ENDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -119,13 +119,13 @@ def _propose(search: _Search, sample_key, i, x_orig, x_best):
   return jnp.clip(x_new, search.clip_min, search.clip_max)
 
 
-def _search_loop(apply_fn, params, x, y, sample_keys, init: _State, search: _Search) -> _State:
+def _search_loop(apply_fn, params, x, y, keys, init: _State, search: _Search) -> _State:
   """Runs the queued samples' random searches to the end (fooled or out of queries).
 
   Args:
     apply_fn, params: the model.
     x: [B, H, W, C] clean inputs; y [B] int32 labels (targets).
-    sample_keys: [B] keys, one per sample.
+    keys: [B] per-sample keys.
     init: the state after the initial queries, with the searching samples queued.
     search: the search's settings.
 
@@ -138,7 +138,7 @@ def _search_loop(apply_fn, params, x, y, sample_keys, init: _State, search: _Sea
     live, index = work_queue.held(state.queue)
     iteration = state.queue.steps
     x_new = jax.vmap(lambda *a: _propose(search, *a))(
-      sample_keys[index], iteration, x[index], state.x_best[index]
+      keys[index], iteration, x[index], state.x_best[index]
     )
     margin = _margin_to_minimise(apply_fn(params, x_new), y[index], search.targeted)
     accept = live & ((margin < state.margin_best[index]) | (margin <= 0))
@@ -198,9 +198,8 @@ def square_masked(
   searching = active & (margin_start > 0)
   order = jnp.argsort(~searching, stable=True)  # searching samples first, in index order
   queued = jnp.sum(searching) if n_queries > 0 else 0
-  sample_keys = jax.vmap(lambda j: jax.random.fold_in(key_loop, j))(jnp.arange(batch))
   init = _State(work_queue.start(in_flight, order, queued), x_start, margin_start)
-  final = _search_loop(apply_fn, params, x, y, sample_keys, init, search)
+  final = _search_loop(apply_fn, params, x, y, sample_keys(key_loop, batch), init, search)
   fooled = active & (final.margin_best <= 0)
   return jnp.where(fooled[:, None, None, None], final.x_best, x), active & ~fooled
 

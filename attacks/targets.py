@@ -6,11 +6,15 @@ the `standard` protocol uses the dataset's own K.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
+
+from attacks import work_queue
+from attacks.base import check_batch
 
 # target_fn(key, labels [B] int, logits [B, K]) -> targets [B] int32
 TargetFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -97,28 +101,44 @@ def check_target_count(apply_fn, params, x: jax.Array, n_target_classes: int) ->
     raise ValueError(f'n_target_classes={n_target_classes} > K - 1 = {num_classes - 1}')
 
 
-def attack_every_point(masked_attack: Callable[..., tuple[jax.Array, jax.Array]], **hparams):
-  """Turns a masked ranked-target attack (APGD-T, FAB-T) into `attack(apply_fn, params, x, y, key)`.
+def attack_every_point(
+  masked_attack: Callable[..., tuple[jax.Array, jax.Array]],
+  *,
+  chunk: int | None,
+  reach_target: bool,
+  **hparams,
+):
+  """Turns a masked attack (APGD, APGD-T, FAB-T) into `attack(apply_fn, params, x, y, key)`.
 
   AutoAttack runs each stage on the points still robust (`active`); a stand-alone attack runs it
-  on every point. This wrapper casts the inputs, checks `n_target_classes ≤ K − 1` (when the
-  attack ranks targets) once the logits' K is known, and calls
-  `masked_attack(apply_fn, params, x, y, key, active, **hparams)` with every point active.
+  on every point its clean prediction does not already count as a success, `chunk` at a time
+  (`attacks.work_queue.run_on_active`). This wrapper casts and checks the inputs, checks
+  `n_target_classes ≤ K − 1` (when the attack ranks targets) once the logits' K is known, and
+  calls `masked_attack(apply_fn, params, x, y, keys, active, **hparams)` on each chunk.
 
   Args:
-    masked_attack: returns `(x_adv [B, ...], fooled [B] bool)`.
+    masked_attack: a `work_queue.Stage`, returning `(x_adv [C, ...], still_robust [C] bool)`.
+    chunk: samples per chunk; None takes `work_queue.default_chunk(B)`.
+    reach_target: y are targets and success is reaching them (else: leaving y).
     **hparams: keyword arguments of `masked_attack`.
 
   Returns:
     `attack(apply_fn, params, x [B, H, W, C], y [B] int, key) -> x_adv [B, H, W, C]`.
   """
+  if chunk is not None and chunk < 1:
+    raise ValueError(f'chunk must be None or >= 1, got {chunk}')
+  stage = functools.partial(masked_attack, **hparams)
 
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
+    check_batch(x, y)
     if 'n_target_classes' in hparams:
       check_target_count(apply_fn, params, x, hparams['n_target_classes'])
-    x_adv, _ = masked_attack(apply_fn, params, x, y, key, jnp.ones(x.shape[:1], bool), **hparams)
+    pred = jnp.argmax(apply_fn(params, x), axis=-1)
+    active = pred != y if reach_target else pred == y
+    in_chunk = work_queue.default_chunk(x.shape[0]) if chunk is None else chunk
+    x_adv, _ = work_queue.run_on_active(stage, in_chunk, apply_fn, params, x, y, key, active)
     return x_adv
 
   return attack

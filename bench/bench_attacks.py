@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from attacks import get_attack
+from attacks import get_attack, get_spec
 from beard_jax.protocols import BEARD
 
 ATTACK_NAMES = ('fgsm', 'pgd', 'pgd_l2', 'cw', 'deepfool', 'apgd_ce', 'square', 'autoattack')
@@ -35,10 +35,10 @@ flags.DEFINE_integer(
   'reference_images', 0, 'images the reference attacks (0: --num_images); for slow references'
 )
 flags.DEFINE_list(
-  'deepfool_slots',
+  'schedule_rows',
   [],
-  "extra rows: our DeepFool with each of these `slots` (samples in flight; the reference's "
-  'rate is reused from the deepfool row)',
+  "extra rows, our attack alone with one scheduling knob set: 'attack:knob=value', e.g. "
+  "deepfool:slots=16 or autoattack:chunk=8 (the reference's rate is the attack's own row's)",
 )
 flags.DEFINE_list(
   'reference_subset_attacks',
@@ -93,7 +93,7 @@ def make_ours(
 ):
   """(run, compile_seconds, accuracy_fn): `run()` attacks all images batch by batch.
 
-  `overrides` replace hyperparameters of `our_hparams(name)` (e.g. DeepFool's `slots`).
+  `overrides` replace hyperparameters of `our_hparams(name)` (a scheduling knob's value).
   """
   attack = get_attack(name, **{**our_hparams(name), **overrides})
   apply_fn = models.apply_fn
@@ -181,24 +181,39 @@ def bench_one(name: str, models, images, reference_images) -> list:
   return row
 
 
-def slots_rows(models, images, deepfool_row) -> list:
-  """One row per `--deepfool_slots` value: our DeepFool alone, ratio against the deepfool row."""
-  theirs_rate = deepfool_row[4] if deepfool_row else float('nan')
-  rows = []
-  for slots in (int(s) for s in FLAGS.deepfool_slots):
+def parse_schedule_row(entry: str) -> tuple[str, str, int]:
+  """'attack:knob=value' → (attack, knob, value); a one-line error names what was expected."""
+  name, _, setting = entry.partition(':')
+  knob, _, value = setting.partition('=')
+  if name not in ATTACK_NAMES or not value.isdigit():
+    raise ValueError(f"--schedule_rows entry {entry!r}: expected 'attack:knob=integer', attack "
+                     f'from {ATTACK_NAMES}')  # fmt: skip
+  knobs = sorted(get_spec(name).schedule)
+  if knob not in knobs:
+    raise ValueError(f'--schedule_rows entry {entry!r}: {name} has the scheduling knobs {knobs}')
+  return name, knob, int(value)
+
+
+def schedule_rows(models, images, rows) -> list:
+  """One row per `--schedule_rows` entry: our attack alone, ratio against the attack's row."""
+  by_name = {row[0]: row for row in rows}
+  nan = float('nan')
+  extra = []
+  for name, knob, value in map(parse_schedule_row, FLAGS.schedule_rows):
+    base = by_name.get(name)
     run, compile_seconds, accuracy = make_ours(
-      'deepfool', models, images, FLAGS.batch_size, slots=slots
+      name, models, images, FLAGS.batch_size, **{knob: value}
     )
     run()
     times = common.time_alternating({'ours': run}, FLAGS.repeats)['ours']
     rate = len(images.labels) / common.median(times)
-    print(f'deepfool slots={slots}: ours {times} s', file=sys.stderr, flush=True)
-    rows.append(
-      [f'deepfool slots={slots}', len(images.labels), deepfool_row[2] if deepfool_row else 0,
-       rate, theirs_rate, rate / theirs_rate, compile_seconds, accuracy(),
-       deepfool_row[8] if deepfool_row else float('nan')]
+    theirs_rate = base[4] if base else nan
+    print(f'{name} {knob}={value}: ours {times} s', file=sys.stderr, flush=True)
+    extra.append(
+      [f'{name} {knob}={value}', len(images.labels), base[2] if base else 0, rate, theirs_rate,
+       rate / theirs_rate, compile_seconds, accuracy(), base[8] if base else nan]
     )  # fmt: skip
-  return rows
+  return extra
 
 
 def main(argv):
@@ -206,6 +221,8 @@ def main(argv):
   unknown = sorted(set(FLAGS.attacks) - set(ATTACK_NAMES))
   if unknown:
     raise ValueError(f'unknown attacks {unknown}; choose from {ATTACK_NAMES}')
+  for entry in FLAGS.schedule_rows:
+    parse_schedule_row(entry)  # before any expensive work
   models = common.load_models()
   images = common.load_test_images(FLAGS.num_images)
   subset = common.load_test_images(FLAGS.reference_images or FLAGS.num_images)
@@ -218,8 +235,7 @@ def main(argv):
   for name in FLAGS.attacks:
     reference = subset if name in FLAGS.reference_subset_attacks else images
     rows.append(bench_one(name, models, images, reference))
-  deepfool_row = next((row for row in rows if row[0] == 'deepfool'), None)
-  rows += slots_rows(models, images, deepfool_row)
+  rows += schedule_rows(models, images, rows)
   header = [
     'attack',
     'ours N',

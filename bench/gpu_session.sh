@@ -25,11 +25,14 @@ py=${PYTHON:-python3}
 work=$(mktemp -d)
 
 if [[ -n $quick ]]; then
-  n=64 ref=4 epochs=2 ceiling_batch=64 slots=4,64 scaling_batches=32,64 torch_device=cpu
+  n=64 ref=4 epochs=2 ceiling_batch=64 scaling_batches=32,64 torch_device=cpu
   fast=fgsm,pgd,deepfool slow=apgd_ce
+  fast_rows=deepfool:slots=4,deepfool:slots=64 slow_rows=apgd_ce:chunk=16
 else
-  n=2000 ref=100 epochs=200 ceiling_batch=2000 slots=16,256,2000 scaling_batches=128,512,2048
+  n=2000 ref=100 epochs=200 ceiling_batch=2000 scaling_batches=128,512,2048
   torch_device=cuda fast=fgsm,pgd,pgd_l2,cw,deepfool slow=apgd_ce,square,autoattack
+  fast_rows=deepfool:slots=16,deepfool:slots=256,deepfool:slots=2000
+  slow_rows=apgd_ce:chunk=64,apgd_ce:chunk=500
 fi
 limit() {  # limit SECONDS: SECONDS on a GPU, 10 minutes in a quick run
   if [[ -n $quick ]]; then echo 600; else echo "$1"; fi
@@ -59,10 +62,10 @@ fi
 batch=$((n < 500 ? n : 500))
 part attacks "$(limit 130)" "$py" bench/bench_attacks.py --torch_device=$torch_device \
   --attacks=$fast --num_images=$n --batch_size=$batch --repeats=3 --reference_images=$ref \
-  --deepfool_slots=$slots
+  --schedule_rows=$fast_rows
 part attacks_slow "$(limit 100)" "$py" bench/bench_attacks.py --torch_device=$torch_device \
   --attacks=$slow --num_images=$n --batch_size=$batch --repeats=2 --reference_images=$ref \
-  --reference_subset_attacks=deepfool,square,autoattack
+  --reference_subset_attacks=deepfool,square,autoattack --schedule_rows=$slow_rows
 part training "$(limit 110)" "$py" bench/bench_training.py --torch_device=$torch_device \
   --ipcs=1,10,50 --epochs=$epochs --seeds=5 --modes=vmap,torch --repeats=2
 part scaling "$(limit 60)" "$py" bench/bench_scaling.py --torch_device=$torch_device \

@@ -205,6 +205,47 @@ def test_autoattack_is_the_per_sample_worst_case(small_net, small_batch):
   assert robust_aa.sum() < _robust(apply_fn, params, x, y).sum()
 
 
+def test_autoattack_attacks_only_the_still_robust_points(small_net, small_batch):
+  """The model's passes, counted: with every point already misclassified no stage attacks
+  anything (the clean pass, the four stage checks and Square's two batched queries); with every
+  point right, APGD-CE fools them all in its 2 chunks of 4 and the later stages cost nothing."""
+  apply_fn, params = small_net
+  x, y = small_batch
+  seen = []
+
+  def counting_apply(p, z):
+    jax.debug.callback(lambda: seen.append(z.shape[0]))
+    return apply_fn(p, z)
+
+  attack = attacks.get_attack('autoattack', **SMALL['autoattack'], chunk=4)
+  run = jax.jit(lambda p, xx, yy: attack(counting_apply, p, xx, yy, jax.random.key(0)))
+  fixed = [x.shape[0]] * 7
+  for labels, apgd_ce_passes in (((y + 1) % 10, []), (y, [4] * 2 * (1 + 1 + 5))):
+    seen.clear()
+    x_adv = run(params, x, labels)
+    jax.effects_barrier()
+    assert sorted(seen) == sorted(fixed + apgd_ce_passes)
+  assert not _robust(apply_fn, params, x_adv, y).any()
+
+
+@pytest.mark.parametrize(
+  'name', ['apgd_t', 'fab_t', pytest.param('autoattack', marks=pytest.mark.slow)]
+)
+def test_chunked_results_do_not_depend_on_the_chunk(name, beard_net, images):
+  """Each sample draws from its own key, so chunks of 5 and one of 32 agree (up to rounding,
+  which could flip a decision on another CPU; here none does)."""
+  apply_fn, params = beard_net
+  x, y = images
+  runs = {
+    chunk: np.asarray(_run(name, apply_fn, params, x, y, eps=2 / 255, chunk=chunk))
+    for chunk in (5, 32)
+  }
+  robust = {chunk: _robust(apply_fn, params, jnp.asarray(adv), y) for chunk, adv in runs.items()}
+  assert 0 < robust[32].sum() < _robust(apply_fn, params, x, y).sum()
+  np.testing.assert_array_equal(robust[5], robust[32])
+  np.testing.assert_allclose(runs[5], runs[32], atol=5e-3)
+
+
 def test_apgd_t_one_run_per_target_and_targeted_apgd_hits_target(beard_net, images):
   apply_fn, params = beard_net
   x, y = images

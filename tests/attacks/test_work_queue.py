@@ -1,4 +1,5 @@
-"""The work queue shared by DeepFool and Square, and the two attacks run with and without jit."""
+"""The work queues: slots (DeepFool, Square) and chunks (APGD, FAB-T), and the attacks run with
+and without jit."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 import attacks
 from attacks import work_queue
+from attacks.base import uniform_each
 from attacks.work_queue import EMPTY
 from beard_jax.data.specs import get_dataset_spec
 from beard_jax.models import ConvNet, init_params, make_apply_fn
@@ -69,6 +71,40 @@ def test_each_queued_sample_runs_its_own_steps_once(slots):
   assert int(queue.taken) == length
   total = int(needs[order[:length]].sum())
   assert -(-total // slots) <= int(iterations) <= total
+
+
+def _marking_stage(calls):
+  """A stage that fools its even-labelled active samples, moving them by their own key's draw
+  (and records each call it makes)."""
+
+  def stage(apply_fn, params, x, y, keys, active):
+    del apply_fn, params
+    jax.debug.callback(lambda: calls.append(x.shape[0]))
+    fooled = active & (y % 2 == 0)
+    moved = x + uniform_each(keys, x.shape[1:], 0.0, 1.0)
+    return jnp.where(fooled[:, None], moved, x), active & ~fooled
+
+  return stage
+
+
+@pytest.mark.parametrize('chunk', [1, 3, 4, 10, 16])
+@pytest.mark.parametrize('active_at', [[], [7], [0, 2, 3], [1, 2, 4, 5, 8, 9], list(range(10))])
+def test_run_on_active_pays_for_the_active_samples_only(chunk, active_at):
+  calls = []
+  x = jnp.zeros((10, 3))
+  y = jnp.arange(10, dtype=jnp.int32)
+  active = jnp.zeros(10, bool).at[jnp.asarray(active_at, jnp.int32)].set(True)
+  key = jax.random.key(4)
+  run = jax.jit(work_queue.run_on_active, static_argnums=(0, 1, 2))
+  x_adv, still = run(_marking_stage(calls), chunk, None, None, x, y, key, active)
+  jax.effects_barrier()
+  in_chunk = min(chunk, 10)
+  assert calls == [in_chunk] * -(-len(active_at) // in_chunk)
+  fooled = np.asarray(active) & (np.arange(10) % 2 == 0)
+  own_draw = [jax.random.uniform(jax.random.fold_in(key, i), (3,)) for i in range(10)]
+  expected = np.where(fooled[:, None], np.stack(own_draw), 0.0)
+  np.testing.assert_array_equal(np.asarray(x_adv), expected)
+  np.testing.assert_array_equal(np.asarray(still), np.asarray(active) & ~fooled)
 
 
 class QueuedAttacksTest(chex.TestCase):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from attacks import deepfool, square
+from attacks import deepfool, square, work_queue
 from beard_jax import protocols, provenance
 from beard_jax.benchmark.plan import RESULT_FIELDS, resolve_plan, with_protocol_defaults
 from beard_jax.benchmark.run import matmul_precision_scope
@@ -29,6 +29,12 @@ def test_deepfool_record_names_the_slots_that_ran(protocol):
 def test_square_slots_are_resolved_and_recorded(attack):
   hparams = _plan('standard', attack, batch_size=64).hparams[(attack, True)]
   assert hparams['slots'] == square.default_slots(64) == square.CPU_SLOTS
+
+
+@pytest.mark.parametrize('attack', ['apgd_ce', 'apgd_t', 'fab_t', 'autoattack'])
+def test_chunks_are_resolved_and_recorded(attack):
+  hparams = _plan('standard', attack, batch_size=64).hparams[(attack, False)]
+  assert hparams['chunk'] == work_queue.default_chunk(64) == work_queue.CPU_CHUNK
 
 
 def test_other_attacks_keep_the_protocol_hparams():

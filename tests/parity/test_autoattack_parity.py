@@ -26,6 +26,7 @@ from torch_convnet import torch_convnet  # noqa: E402  (tests/parity, on sys.pat
 
 from attacks.apgd import apgd_masked  # noqa: E402
 from attacks.autoattack import make_autoattack  # noqa: E402
+from attacks.base import sample_keys  # noqa: E402
 from attacks.square import make_square  # noqa: E402
 from beard_jax.data.specs import get_dataset_spec  # noqa: E402
 from beard_jax.models import ConvNet, make_apply_fn  # noqa: E402
@@ -88,7 +89,8 @@ def test_apgd_same_start_same_outcome(small, loss):
 
   run = jax.jit(
     lambda p, xx, yy, s: apgd_masked(
-      apply_fn, p, xx, yy, jax.random.key(0), jnp.ones(xx.shape[:1], bool), loss=loss,
+      apply_fn, p, xx, yy, sample_keys(jax.random.key(0), xx.shape[0]),
+      jnp.ones(xx.shape[:1], bool), loss=loss,
       eps=EPS, steps=steps, n_restarts=1, rho=0.75, targeted=False, clip_min=0.0,
       clip_max=1.0, x_init=s,
     )[0]
