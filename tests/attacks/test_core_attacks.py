@@ -223,20 +223,11 @@ def test_deepfool_work_queue_equals_lock_step(beard_model, cifar_images, targete
   apply_fn, params = beard_model
   x, y = cifar_images[0][:8], cifar_images[1][:8]
   labels = targets.next_class(y, 10) if targeted else y
+  attack = attacks.get_attack('deepfool', **{**FAST['deepfool'], 'steps': 10}, targeted=targeted,
+                              slots=1)  # fmt: skip
+  single = jax.jit(lambda p, xx, yy: attack(apply_fn, p, xx, yy, jax.random.key(0)))
   one_by_one = np.concatenate(
-    [
-      _run(
-        'deepfool',
-        apply_fn,
-        params,
-        x[i : i + 1],
-        labels[i : i + 1],
-        steps=10,
-        targeted=targeted,
-        slots=1,
-      )
-      for i in range(len(y))
-    ]
+    [single(params, x[i : i + 1], labels[i : i + 1]) for i in range(len(y))]
   )
   # One slot: every convolution sees a batch of one, as above, so the images are equal.
   queued = _run('deepfool', apply_fn, params, x, labels, steps=10, targeted=targeted, slots=1)

@@ -25,8 +25,8 @@ _SCRIPT = textwrap.dedent("""
   params = init_params(model, spec, jax.random.key(0))
   apply_fn = make_apply_fn(model, spec, 'pixels')
   rng = np.random.default_rng(0)
-  images = rng.uniform(size=(40, 32, 32, 3)).astype(np.float32)
-  labels = rng.integers(0, 10, size=40).astype(np.int32)
+  images = rng.uniform(size=(46, 32, 32, 3)).astype(np.float32)  # 16, 16, 14 padded to 16
+  labels = rng.integers(0, 10, size=46).astype(np.int32)
   attack = attacks.get_attack('pgd', eps=8 / 255, step_size=2 / 255, steps=3, random_start=True)
   runs = [run_attack(attack, apply_fn, params, images, labels, key=jax.random.key(1),
                      batch_size=16, mesh=mesh)

@@ -111,7 +111,7 @@ def _three_sigma(a, n):
 def test_square_robust_accuracy_matches(small):
   apply_fn, params, net, x, y, _ = small
   x, y = x[:128], y[:128]
-  n_queries = 100
+  n_queries = 50
   atk = torchattacks.Square(net, norm='Linf', eps=EPS, n_queries=n_queries, seed=0)
   theirs = _robust_torch(net, atk(_to_torch(x), torch.from_numpy(y).long()), y).mean()
   square = make_square(eps=EPS, n_queries=n_queries, rescale_schedule=True)

@@ -127,9 +127,18 @@ def _run_both(name, protocol, weights_pair, x, y, targeted=False):
   return ours, theirs, ours_pred, theirs_pred
 
 
-@pytest.mark.parametrize('model_name', ['dsa', 'random'])
+def _random_slow_for_10_steps(name):
+  """The random-init model's 10-step runs are in the slow set (its FGSM and the DSA model's
+  10-step runs stay in the default one)."""
+  slow = [pytest.mark.slow] if name != 'fgsm' else []
+  return [pytest.param(name, 'dsa'), pytest.param(name, 'random', marks=slow)]
+
+
 @pytest.mark.parametrize('protocol', ['standard', 'beard'])
-@pytest.mark.parametrize('name', ['fgsm', 'pgd', 'pgd_l2'])
+@pytest.mark.parametrize(
+  ('name', 'model_name'), [case for name in ('fgsm', 'pgd', 'pgd_l2')
+                           for case in _random_slow_for_10_steps(name)]
+)  # fmt: skip
 def test_gradient_attacks_same_images(name, protocol, model_name, weights, images):
   x, y = images
   targeted = name == 'pgd' and model_name == 'dsa'  # one targeted run per protocol
