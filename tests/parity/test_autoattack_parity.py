@@ -77,6 +77,7 @@ def small(real_data_path):
 @pytest.mark.parametrize('loss', ['ce', 'dlr'])
 def test_apgd_same_start_same_outcome(small, loss):
   apply_fn, params, net, x, y, _ = small
+  x, y = x[:64], y[:64]  # all must agree either way (one miss is over 0.5 % of 64 or of 119)
   steps, seed = 10, 0
   # torchattacks: manual_seed(seed), then t = 2·rand(x.shape) − 1 on the clean-correct subset.
   torch.manual_seed(seed)
