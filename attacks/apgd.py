@@ -274,7 +274,8 @@ def apgd_masked(
 ) -> tuple[jax.Array, jax.Array]:
   """APGD-CE / APGD-DLR on the points where `active` [B] bool; returns `(x_adv, still_robust)`.
 
-  A `work_queue.Stage`: keys are per-sample keys [B].
+  Without `x_init`, a `work_queue.Stage`: keys are per-sample keys [B] (`x_init` [B, ...] is
+  not gathered per chunk; only a direct call may pass it).
   """
   logits_clean = apply_fn(params, x)
   if targeted:

@@ -9,7 +9,8 @@ none succeeded): robust accuracy is the worst case over the four attacks, per sa
 stage costs what its still-robust points need, as in torchattacks, which slices them out:
 APGD-CE, APGD-T and FAB-T run on the still-robust points only, `chunk` at a time
 (`attacks.work_queue.run_on_active`), and Square keeps them in its work queue of `slots`.
-Once nothing is robust, the later stages cost nothing.
+Once nothing is robust, the later stages attack nothing: what remains is one batched
+forward pass per stage check and Square's two batched queries.
 
 Two variants:
 - `'standard'`, as the authors' AutoAttack runs it: APGD-CE (100 iterations, 1 restart), APGD-T
@@ -54,7 +55,8 @@ CHUNKED = frozenset({'apgd_ce', 'apgd_t', 'fab_t'})
 
 
 def _untargeted_stages(eps, setting, n_target_classes, box, slots) -> dict[str, Callable]:
-  """The authors' stages: `stage(apply_fn, params, x, y, key, active) -> (x_adv, still)`."""
+  """The authors' stages, `(apply_fn, params, x, y, keys, active) -> (x_adv, still)`: APGD-CE,
+  APGD-T and FAB-T are `work_queue.Stage`s (per-sample keys); Square takes the batch key."""
   steps = setting['steps']
   return {
     'apgd_ce': lambda *a: apgd_masked(

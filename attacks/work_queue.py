@@ -155,6 +155,8 @@ def run_on_active(
     x elsewhere; still_robust bool [B], the active samples it did not fool.
   """
   batch = x.shape[0]
+  if batch == 0:
+    return x, active
   chunk = min(chunk, batch)
   capacity = -(-batch // chunk) * chunk
   order = jnp.argsort(~active, stable=True)  # active samples first, in index order

@@ -107,6 +107,16 @@ def test_run_on_active_pays_for_the_active_samples_only(chunk, active_at):
   np.testing.assert_array_equal(np.asarray(still), np.asarray(active) & ~fooled)
 
 
+def test_run_on_active_with_an_empty_batch_runs_nothing():
+  calls = []
+  x_adv, still = work_queue.run_on_active(
+    _marking_stage(calls), 4, None, None, jnp.zeros((0, 3)), jnp.zeros(0, jnp.int32),
+    jax.random.key(0), jnp.zeros(0, bool),
+  )  # fmt: skip
+  jax.effects_barrier()
+  assert calls == [] and x_adv.shape == (0, 3) and still.shape == (0,)
+
+
 class QueuedAttacksTest(chex.TestCase):
   """DeepFool and Square, traced under jit and run eagerly: same shapes, box, ball and images.
 
