@@ -87,6 +87,8 @@ def main(argv):
   theirs_apgd = torchattacks.APGD(net, norm='Linf', eps=eps, steps=STEPS, loss='ce')
   rows.append(['APGD-CE', len(y), seconds, theirs(theirs_apgd, x, y)])
   robust = np.asarray(jnp.argmax(models.apply_fn(models.params, x_adv), -1) == y)
+  if not robust.any():
+    raise SystemExit('APGD-CE left no image robust: nothing for APGD-T and FAB-T; use more images')
   xr, yr = x[robust], y[robust]
   targeted = dict(eps=eps, steps=STEPS, n_target_classes=N_TARGET_CLASSES)
   for name, atk in (
