@@ -41,7 +41,7 @@ import jax.numpy as jnp
 
 from attacks import targets, work_queue
 from attacks.apgd import apgd_masked, apgd_t_masked
-from attacks.base import Attack, check_batch, keep_first_success
+from attacks.base import Attack, check_batch, is_success, keep_first_success
 from attacks.fab import fab_t_masked, fab_to_target_masked
 from attacks.square import square_masked
 
@@ -132,8 +132,7 @@ def make_autoattack(
   """
   if variant not in VARIANTS:
     raise ValueError(f'unknown AutoAttack variant {variant!r}; choose from {sorted(VARIANTS)}')
-  if chunk is not None and chunk < 1:
-    raise ValueError(f'chunk must be None or >= 1, got {chunk}')
+  work_queue.check_chunk(chunk)
   setting = dict(VARIANTS[variant])
   if steps is not None:
     setting['steps'] = steps
@@ -145,26 +144,22 @@ def make_autoattack(
   else:
     stages = _untargeted_stages(eps, setting, n_target_classes, box, slots)
 
-  def succeeded(logits, y):
-    pred = jnp.argmax(logits, axis=-1)
-    return pred == y if targeted else pred != y
-
   def attack(apply_fn, params, x, y, key) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     y = jnp.asarray(y, jnp.int32)
     check_batch(x, y)
     if not targeted:
       targets.check_target_count(apply_fn, params, x, n_target_classes)
-    robust = ~succeeded(apply_fn(params, x), y)
-    in_chunk = work_queue.default_chunk(x.shape[0]) if chunk is None else chunk
+    robust = ~is_success(apply_fn(params, x), y, targeted)
     x_out = x
     for i, name in enumerate(STAGES):
       args = (apply_fn, params, x, y, jax.random.fold_in(key, i), robust)
       if name in CHUNKED:
-        adv, _ = work_queue.run_on_active(stages[name], in_chunk, *args)
+        adv, _ = work_queue.run_on_active(stages[name], chunk, *args)
       else:
         adv, _ = stages[name](*args)
-      x_out, robust = keep_first_success(x_out, robust, adv, succeeded(apply_fn(params, adv), y))
+      fooled = is_success(apply_fn(params, adv), y, targeted)
+      x_out, robust = keep_first_success(x_out, robust, adv, fooled)
     return x_out
 
   return attack

@@ -38,6 +38,12 @@ def check_batch(x: jax.Array, y: jax.Array) -> None:
   chex.assert_shape(y, x.shape[:1])
 
 
+def is_success(logits: jax.Array, y: jax.Array, targeted: bool) -> jax.Array:
+  """bool [B]: the prediction of logits [B, K] reaches the target y (targeted) or leaves y."""
+  pred = jnp.argmax(logits, axis=-1)
+  return pred == y if targeted else pred != y
+
+
 def keep_first_success(
   x_out: jax.Array, robust: jax.Array, adv: jax.Array, fooled: jax.Array
 ) -> tuple[jax.Array, jax.Array]:

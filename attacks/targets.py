@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from jax.typing import ArrayLike
 
 from attacks import work_queue
-from attacks.base import check_batch
+from attacks.base import check_batch, is_success
 
 # target_fn(key, labels [B] int, logits [B, K]) -> targets [B] int32
 TargetFn = Callable[[jax.Array, jax.Array, jax.Array], jax.Array]
@@ -125,8 +125,7 @@ def attack_every_point(
   Returns:
     `attack(apply_fn, params, x [B, H, W, C], y [B] int, key) -> x_adv [B, H, W, C]`.
   """
-  if chunk is not None and chunk < 1:
-    raise ValueError(f'chunk must be None or >= 1, got {chunk}')
+  work_queue.check_chunk(chunk)
   stage = functools.partial(masked_attack, **hparams)
 
   def attack(apply_fn, params, x, y, key) -> jax.Array:
@@ -135,10 +134,8 @@ def attack_every_point(
     check_batch(x, y)
     if 'n_target_classes' in hparams:
       check_target_count(apply_fn, params, x, hparams['n_target_classes'])
-    pred = jnp.argmax(apply_fn(params, x), axis=-1)
-    active = pred != y if reach_target else pred == y
-    in_chunk = work_queue.default_chunk(x.shape[0]) if chunk is None else chunk
-    x_adv, _ = work_queue.run_on_active(stage, in_chunk, apply_fn, params, x, y, key, active)
+    active = ~is_success(apply_fn(params, x), y, reach_target)
+    x_adv, _ = work_queue.run_on_active(stage, chunk, apply_fn, params, x, y, key, active)
     return x_adv
 
   return attack

@@ -137,14 +137,20 @@ def default_chunk(batch: int) -> int:
   return CPU_CHUNK if jax.default_backend() == 'cpu' else -(-batch // 8)
 
 
+def check_chunk(chunk: int | None) -> None:
+  """Raises the one-line error of an attack factory given a chunk below 1."""
+  if chunk is not None and chunk < 1:
+    raise ValueError(f'chunk must be None or >= 1, got {chunk}')
+
+
 def run_on_active(
-  stage: Stage, chunk: int, apply_fn, params, x: jax.Array, y: jax.Array, key, active
+  stage: Stage, chunk: int | None, apply_fn, params, x: jax.Array, y: jax.Array, key, active
 ) -> tuple[jax.Array, jax.Array]:
   """Runs `stage` on the active samples only, `chunk` at a time (the module docstring).
 
   Args:
     stage: see `Stage`.
-    chunk: C ≥ 1, samples per stage call (at most B are used).
+    chunk: C ≥ 1, samples per stage call (at most B are used); None takes `default_chunk(B)`.
     apply_fn, params: the model, passed through to `stage`.
     x: [B, H, W, C] float32 clean inputs; y [B] int32 labels (or targets).
     key: the batch's key; sample i draws from `fold_in(key, i)`.
@@ -157,7 +163,7 @@ def run_on_active(
   batch = x.shape[0]
   if batch == 0:
     return x, active
-  chunk = min(chunk, batch)
+  chunk = min(default_chunk(batch) if chunk is None else chunk, batch)
   capacity = -(-batch // chunk) * chunk
   order = jnp.argsort(~active, stable=True)  # active samples first, in index order
   order = jnp.pad(order, (0, capacity - batch), constant_values=batch)  # batch: no sample

@@ -342,6 +342,12 @@ def test_square_result_does_not_depend_on_slots(beard_net, images):
     np.testing.assert_allclose(runs[slots], runs[32], atol=1e-5)
 
 
+@pytest.mark.parametrize('name', ['apgd_ce', 'apgd_t', 'fab_t', 'autoattack'])
+def test_chunked_attacks_reject_a_chunk_below_one(name):
+  with pytest.raises(ValueError, match='chunk must be None or >= 1'):
+    attacks.get_attack(name, chunk=0)
+
+
 def test_square_rejects_bad_slots():
   with pytest.raises(ValueError, match='slots must be None or >= 1'):
     attacks.get_attack('square', slots=0)
