@@ -7,9 +7,11 @@ autodiff produces in non-canonical dimension orders — the kernel gradient as
 with its generic loop emitter instead of the Eigen kernels. Outside a loop its
 layout pass rewrites them into the canonical `b01f_01io->b01f` form. Measured
 on the BEARD ConvNet, 100 CIFAR images, 2-core CPU: one SGD step 0.6 s outside
-a loop, 30 s inside `fori_loop`. Here the backward pass is written out as two
-convolutions already in canonical NHWC/HWIO form, so the loop body gets the
-fast kernels too; the values are those of autodiff (tested). The backward pass is
+a loop, 30 s inside `fori_loop`. Here the backward pass is written out in canonical
+NHWC/HWIO form, so the loop body gets the fast kernels too: the input gradient as a
+convolution, the kernel gradient as one matmul of im2col patches on a CPU (XLA:CPU's
+convolution with an H×W kernel is several times slower) and as a convolution elsewhere;
+the values are those of autodiff (tested). The backward pass is
 itself built from `conv3x3_same` and `_kernel_gradient`, whose own gradients are
 written the same way, so derivatives of every order stay on the fast path: DC's and
 MTT's second-order gradients inside loops would otherwise take the generic emitter
@@ -49,10 +51,34 @@ def _input_gradient(grad_out: jax.Array, kernel: jax.Array) -> jax.Array:
   return conv3x3_same(grad_out, jnp.transpose(jnp.flip(kernel, (0, 1)), (0, 1, 3, 2)))
 
 
-def _correlate_for_kernel(x: jax.Array, grad_out: jax.Array) -> jax.Array:
+def _patches(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] → [B, H, W, 9·C]: each pixel's zero-padded 3×3 neighbourhood, (i, j, c)
+  order (im2col)."""
+  height, width = x.shape[1:3]
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  shifted = [padded[:, i : i + height, j : j + width] for i in range(3) for j in range(3)]
+  return jnp.concatenate(shifted, axis=-1)
+
+
+def _kernel_gradient_by_patches(x: jax.Array, grad_out: jax.Array) -> jax.Array:
+  # One matmul [9·C_in, B·H·W] @ [B·H·W, C_out]: XLA:CPU runs the correlation below as a
+  # convolution with an H×W kernel, several times slower (bench/RESULTS.md).
+  patches = _patches(x).reshape(-1, 9 * x.shape[-1])
+  grad_kernel = patches.T @ grad_out.reshape(-1, grad_out.shape[-1])
+  return grad_kernel.reshape(3, 3, x.shape[-1], grad_out.shape[-1])
+
+
+def _kernel_gradient_by_correlation(x: jax.Array, grad_out: jax.Array) -> jax.Array:
   # A correlation over (h, w) with C_in as the batch and B as the contracted features.
   grad_kernel = _conv(jnp.transpose(x, (3, 1, 2, 0)), jnp.transpose(grad_out, (1, 2, 0, 3)))
   return jnp.transpose(grad_kernel, (1, 2, 0, 3))
+
+
+def _correlate_for_kernel(x: jax.Array, grad_out: jax.Array) -> jax.Array:
+  # Accelerators keep the convolution (their conv libraries' weight-gradient kernels).
+  return lax.platform_dependent(
+    x, grad_out, cpu=_kernel_gradient_by_patches, default=_kernel_gradient_by_correlation
+  )
 
 
 @jax.custom_vjp

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from beard_jax.models import conv
 from beard_jax.models.conv import conv3x3_same
 
 
@@ -59,3 +60,18 @@ def test_second_order_gradients_equal_autodiff_of_lax_conv():
   reference = jax.grad(gradient_norm(_reference), (0, 1))(x, kernel)
   for a, b in zip(ours, reference, strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(jnp.abs(b).max()))
+
+
+@pytest.mark.parametrize(
+  'kernel_gradient', [conv._kernel_gradient_by_patches, conv._kernel_gradient_by_correlation]
+)
+def test_both_kernel_gradients_equal_autodiff_of_lax_conv(kernel_gradient):
+  # The CPU computes the kernel gradient from im2col patches, accelerators as a convolution:
+  # both formulations, whichever platform runs the tests.
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.normal(size=(3, 7, 5, 4)), jnp.float32)
+  kernel = jnp.asarray(rng.normal(size=(3, 3, 4, 6)), jnp.float32)
+  cotangent = jnp.asarray(rng.normal(size=(3, 7, 5, 6)), jnp.float32)
+  _, vjp = jax.vjp(lambda k: _reference(x, k), kernel)
+  (expected,) = vjp(cotangent)
+  np.testing.assert_allclose(jax.jit(kernel_gradient)(x, cotangent), expected, rtol=1e-4, atol=1e-4)
