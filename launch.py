@@ -20,6 +20,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from beard_jax.host_memory import keep_freed_memory
 from configs import default as default_config
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -57,6 +58,7 @@ def _quiet_backend_probes() -> None:
 
 
 def main(argv):
+  keep_freed_memory()  # Before JAX starts its threads: speed only (beard_jax/host_memory.py).
   _quiet_backend_probes()
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')

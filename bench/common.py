@@ -8,6 +8,8 @@ The reference side is PyTorch (`torch.set_num_threads(2)`) with the ConvNet of
 checkpoint, imported by `beard_jax.models.torch_import.load_torch_convnet`.
 `--torch_device=cuda` moves the reference to the GPU (JAX uses its default
 backend); every timed reference call then ends in `torch.cuda.synchronize()`.
+Importing this module makes the process keep freed host memory (both sides at their
+best on a CPU; `beard_jax/host_memory.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 from absl import flags
 
 from beard_jax.data.specs import get_dataset_spec
+from beard_jax.host_memory import DISABLE_VARIABLE, keep_freed_memory
 from beard_jax.models.convnet import ConvNet, make_apply_fn
 from beard_jax.models.torch_import import load_torch_convnet
 
@@ -33,6 +36,15 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
   sys.path.insert(0, str(REPO_ROOT))
 
+
+# Both sides run in this process, so both reuse freed memory instead of page-faulting fresh
+# buffers (PyTorch at its best, as ours): beard_jax/host_memory.py.
+KEEPS_FREED_MEMORY = keep_freed_memory()
+print(
+  f'host memory: freed buffers {"kept" if KEEPS_FREED_MEMORY else "returned to the OS"} '
+  f'({DISABLE_VARIABLE}=0 returns them)',
+  file=sys.stderr,
+)
 
 CHECKPOINT = 'beard_model_pool/DC_ConvNet_CIFAR10_50_None.pth'
 TEST_SET = 'cifar10/test.npz'
