@@ -6,8 +6,9 @@ XLA:CPU program allocates its temporaries at every execution and PyTorch allocat
 large tensor anew, so on a CPU both pay about one page fault per 4 KB of temporaries per
 call (bench/RESULTS.md: PyTorch's training step and attacks ran up to 1.8x faster without
 them, ours up to 1.4x). `keep_freed_memory` makes malloc keep what is freed for reuse: one
-arena, no mmap'd chunks, no trimming. The cost is that the process's resident memory stays
-at its peak instead of shrinking after it.
+arena, no mmap'd chunks, no trimming. The cost is memory: the heap never shrinks, and a
+freed block is reused only by what fits in it, so a process that is near the machine's
+memory can run out where it did not (bench/RESULTS.md: MTT without remat at IPC 10).
 
 It changes speed, never values. Call it before JAX or PyTorch start their thread pools
 (first thing in a `main`); `BEARD_KEEP_FREED_MEMORY=0` turns it off, to measure the
