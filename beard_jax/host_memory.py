@@ -4,7 +4,7 @@ glibc's malloc serves every allocation over its mmap threshold (at most 32 MB) w
 pages and unmaps them on free; the kernel zero-fills each page again at first touch. An
 XLA:CPU program allocates its temporaries at every execution and PyTorch allocates every
 large tensor anew, so on a CPU both pay about one page fault per 4 KB of temporaries per
-call (bench/RESULTS.md: PyTorch's training step and attacks ran up to 1.8x faster without
+call (bench/RESULTS.md: PyTorch's attacks and training ran up to 1.7x faster without
 them, ours up to 1.4x). `keep_freed_memory` makes malloc keep what is freed for reuse: one
 arena, no mmap'd chunks, no trimming. The cost is memory: the heap never shrinks, and a
 freed block is reused only by what fits in it, so a process that is near the machine's

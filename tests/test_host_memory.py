@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from beard_jax.host_memory import DISABLE_VARIABLE
+
 # Touches a 256 MB malloc'd buffer, frees it, then counts the page faults of touching a second
 # one. Plain malloc, as XLA:CPU and PyTorch allocate (numpy would ask for huge pages).
 _PROBE = """
@@ -28,7 +30,7 @@ _PAGES = (1 << 28) // 4096  # 65,536 pages of 4 KB in 256 MB.
 
 
 def _probe(keep: bool) -> tuple[str, int]:
-  env = {**os.environ, 'BEARD_KEEP_FREED_MEMORY': '1' if keep else '0'}
+  env = {**os.environ, DISABLE_VARIABLE: '1' if keep else '0'}
   out = subprocess.run(
     [sys.executable, '-c', _PROBE], env=env, capture_output=True, text=True, check=True
   ).stdout.split()
